@@ -1,0 +1,114 @@
+"""Every Python snippet in the docs and in `vangrad`'s docstrings runs, prints what it claims, and
+is formatted and linted with ruff.
+
+A snippet's printed output lives in `#>` comments under the `print` call. After changing a
+snippet or the code behind it, refresh the comments (and the formatting) with
+
+    .venv/bin/pytest tests/test_docs.py --update-examples
+
+and review the diff. A snippet opts out of running only with an explicit, reasoned fence setting:
+```` ```py test="skip: needs a display" ````.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from pytest_examples import CodeExample, EvalExample, find_examples
+from ruff.__main__ import find_ruff_bin
+
+ROOT = Path(__file__).resolve().parent.parent
+LINE_LENGTH = 100
+# The project's own ruff rules apply, less the ones meant for library code: a snippet is a
+# script, so it prints (T20) and needs no docstrings (D).
+SNIPPET_RUFF_IGNORE = ["D", "T20", "INP001"]
+KNOWN_SETTINGS = {"test", "lint"}
+
+
+def _examples() -> list[CodeExample]:
+    found = find_examples(ROOT / "docs", ROOT / "vangrad")
+    return sorted(found, key=lambda ex: (str(ex.path), ex.start_line))
+
+
+def _example_id(example: CodeExample) -> str:
+    return f"{example.path.relative_to(ROOT)}:{example.start_line}"
+
+
+def _skip_reason(example: CodeExample, key: str) -> str | None:
+    value = example.prefix_settings().get(key)
+    if value is None:
+        return None
+    match = re.fullmatch(r"skip: *(\S.*)", value)
+    if match is None:
+        pytest.fail(f'{key}="{value}": write {key}="skip: <why this snippet cannot run>"')
+    return match.group(1)
+
+
+def _ruff_format(source: str) -> str:
+    """Format a snippet with ruff, keeping `#> output` comments as they are.
+
+    The formatter would turn `#>` into `# >`, so the marker is hidden from it, as pytest-examples
+    does for black.
+    """
+    hidden = re.sub(r"^( *#)> ", r"\1 > ", source, flags=re.MULTILINE)
+    result = subprocess.run(
+        [
+            find_ruff_bin(),
+            "format",
+            f"--line-length={LINE_LENGTH}",
+            "--stdin-filename=snippet.py",
+            "-",
+        ],
+        input=hidden,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return re.sub(r"^( *#) > ", r"\1> ", result.stdout, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("example", _examples(), ids=_example_id)
+def test_snippet(example: CodeExample, eval_example: EvalExample) -> None:
+    unknown = set(example.prefix_settings()) - KNOWN_SETTINGS
+    assert not unknown, f"unknown fence settings {sorted(unknown)}; known: {sorted(KNOWN_SETTINGS)}"
+    eval_example.set_config(
+        line_length=LINE_LENGTH,
+        target_version="py311",
+        ruff_ignore=SNIPPET_RUFF_IGNORE,
+    )
+    lint_skip = _skip_reason(example, "lint")
+    test_skip = _skip_reason(example, "test")
+
+    if eval_example.update_examples:
+        if lint_skip is None:
+            formatted = _ruff_format(example.source)
+            if formatted != example.source:
+                example.source = formatted
+                # pytest-examples has no public way to mark a rewritten example.
+                eval_example._mark_for_update(example)
+            eval_example.format_ruff(example)
+        if test_skip is None:
+            eval_example.run_print_update(example)
+    else:
+        if lint_skip is None:
+            eval_example.lint_ruff(example)
+            formatted = _ruff_format(example.source)
+            assert formatted == example.source, (
+                f"{_example_id(example)} is not ruff-formatted: run the tests with "
+                "--update-examples"
+            )
+        if test_skip is None:
+            eval_example.run_print_check(example)
+    if test_skip is not None:
+        pytest.skip(test_skip)
+
+
+def test_snippets_were_found() -> None:
+    """Guard against a path change that silently collects nothing."""
+    examples = _examples()
+    assert any(ex.path.suffix == ".md" for ex in examples)
+    assert any(ex.path.suffix == ".py" for ex in examples)

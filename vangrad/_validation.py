@@ -1,0 +1,80 @@
+"""Argument checks shared by every public function.
+
+Each check raises a `TypeError` or `ValueError` whose message names the argument and says what
+is accepted, so a caller never meets a numpy traceback from deep inside the package.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Iterable
+
+import numpy as np
+
+__all__ = ["check_choice", "check_finite_array", "check_positive_float", "check_positive_int"]
+
+
+def _describe(value: object) -> str:
+    return f"{value!r} (type {type(value).__name__})"
+
+
+def check_positive_int(name: str, value: object, *, minimum: int = 1) -> int:
+    """Return `value` as an `int` if it is an integer of at least `minimum`.
+
+    Booleans are refused even though `bool` subclasses `int`: `depth=True` is a bug, not a 1.
+    Integral numpy scalars are accepted; floats such as `2.0` are not, because a silent
+    truncation of `2.5` would hide a bug.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {_describe(value)}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_positive_float(name: str, value: object) -> float:
+    """Return `value` as a `float` if it is a finite real number greater than zero."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite number > 0, got {_describe(value)}")
+    result = float(value)
+    if not math.isfinite(result) or result <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return result
+
+
+def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
+    """Return `value` if it is one of `choices`; otherwise list them and suggest the closest."""
+    options = sorted(choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {options}, got {_describe(value)}")
+    if value not in options:
+        close = difflib.get_close_matches(value, options, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown {name} {value!r}: expected one of {options}{hint}")
+    return value
+
+
+def check_finite_array(name: str, value: object, *, ndim: Iterable[int]) -> np.ndarray:
+    """Return `value` as a floating-point array with one of the allowed numbers of dimensions."""
+    allowed = tuple(ndim)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a numeric array, got {_describe(value)}") from error
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)
+    ):
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {array.dtype}")
+    if array.ndim not in allowed:
+        raise ValueError(
+            f"{name} must have {' or '.join(map(str, allowed))} dimensions, got shape {array.shape}"
+        )
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite: it contains inf or nan")
+    return array
