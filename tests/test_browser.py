@@ -1,0 +1,250 @@
+"""The built site as a reader's browser shows it: a real Chromium, driven by Playwright.
+
+The site is built into a temporary folder and served on 127.0.0.1 by the test itself. For every
+page: it loads with no console error, requests nothing from any other host, every image has
+loaded and has alt text, every formula is rendered, every code block has a copy button, and the
+page stays under a weight budget. Search works offline and the dark palette keeps figures
+legible. A full-page screenshot of every page goes to `test-artifacts/screenshots/`.
+
+Without a browser these tests skip with a one-line reason, except in CI (`CI=true`), where a
+missing browser is a failure: `.ci/run` installs Debian's `chromium`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+PAGE_WEIGHT_BUDGET = 1_500_000  # bytes transferred for one page, from an empty cache
+BROWSER_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+# Flags for a browser that must not phone home: this machine's network is closed, and a site
+# that reads offline must not depend on anything the browser fetches for itself.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def _browser_path() -> str | None:
+    configured = os.environ.get("VANGRAD_BROWSER")
+    if configured:
+        return configured
+    return next((p for p in BROWSER_CANDIDATES if Path(p).exists()), shutil.which("chromium"))
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"browser tests must run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - playwright is in the test extra
+        _unavailable("playwright is not installed (run ./dev test)")
+    from playwright.sync_api import Error as PlaywrightError
+
+    path = _browser_path()
+    with sync_playwright() as playwright:
+        try:
+            # Without a system Chromium, Playwright's own build (`playwright install chromium`,
+            # as on GitHub's runners) is the fallback.
+            browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        except PlaywrightError as error:
+            first_line = str(error).strip().splitlines()[0]
+            _unavailable(f"no usable Chromium (apt-get install chromium): {first_line}")
+        yield browser
+        browser.close()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *_: object) -> None:  # keep the test output readable
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(built_site: Path) -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(built_site))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+        httpd.shutdown()
+
+
+def _page_paths(site: Path) -> list[str]:
+    """Every page of the site, as a path relative to its root ("" for the home page)."""
+    pages = []
+    for html in sorted(site.rglob("index.html")):
+        relative = html.parent.relative_to(site).as_posix()
+        pages.append("" if relative == "." else f"{relative}/")
+    return pages
+
+
+@dataclass
+class _Visit:
+    """What one page load did: requests, console errors, bytes transferred."""
+
+    off_site: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+
+def _open(browser: object, url: str, *, color_scheme: str = "light") -> tuple[object, _Visit]:
+    # A fresh context per page: empty cache, so the page weight is what a first visit costs.
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, color_scheme=color_scheme
+    )
+    page = context.new_page()
+    visit = _Visit()
+
+    def on_request(request: object) -> None:
+        if urlparse(request.url).hostname not in {"127.0.0.1", None} and not request.url.startswith(
+            ("data:", "blob:")
+        ):
+            visit.off_site.append(request.url)
+
+    def on_route(route: object) -> None:
+        if urlparse(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:  # record it (on_request) and never let it leave the machine
+            route.abort()
+
+    page.on("request", on_request)
+    page.route("**/*", on_route)
+    page.on("console", lambda msg: msg.type == "error" and visit.errors.append(msg.text))
+    page.on("pageerror", lambda error: visit.errors.append(str(error)))
+    page.goto(url, wait_until="networkidle")
+    visit.bytes = page.evaluate(
+        """() => performance.getEntries()
+            .filter(e => 'transferSize' in e)
+            .reduce((sum, e) => sum + Math.max(e.transferSize, e.encodedBodySize), 0)"""
+    )
+    return page, visit
+
+
+def _screenshot_name(path: str, suffix: str = "") -> Path:
+    stem = path.strip("/").replace("/", "__") or "home"
+    return SCREENSHOTS / f"{stem}{suffix}.png"
+
+
+def test_every_page_reads_offline_and_renders(
+    browser: object, server: str, built_site: Path
+) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    paths = _page_paths(built_site)
+    assert "" in paths
+    assert len(paths) >= 3
+    problems: list[str] = []
+    weights: dict[str, int] = {}
+    images_checked = 0
+    for path in paths:
+        page, visit = _open(browser, server + path)
+        where = path or "home"
+        problems += [f"{where}: request to another host: {u}" for u in visit.off_site]
+        problems += [f"{where}: console error: {e}" for e in visit.errors]
+        weights[where] = visit.bytes
+        if visit.bytes > PAGE_WEIGHT_BUDGET:
+            problems.append(f"{where}: {visit.bytes:,} bytes exceeds {PAGE_WEIGHT_BUDGET:,}")
+
+        images = page.evaluate(
+            """() => [...document.querySelectorAll('.md-content img')].map(img => ({
+                src: img.getAttribute('src'), width: img.naturalWidth,
+                alt: (img.getAttribute('alt') || '').trim()}))"""
+        )
+        images_checked += len(images)
+        for image in images:
+            if image["width"] <= 0:
+                problems.append(f"{where}: image {image['src']} did not load")
+            if not image["alt"]:
+                problems.append(f"{where}: image {image['src']} has no alt text")
+
+        # Text a reader sees, less code: no LaTeX delimiters may be left in it.
+        prose = page.evaluate(
+            """() => {
+                const copy = document.querySelector('.md-content').cloneNode(true);
+                copy.querySelectorAll('pre, code, math').forEach(node => node.remove());
+                return copy.innerText;
+            }"""
+        )
+        raw = re.findall(r"\\\(|\\\[|\$\$|\$[^$\s][^$\n]*\$", prose)
+        if raw:
+            problems.append(f"{where}: unrendered LaTeX {raw[:3]}")
+        blocks = page.locator(".md-content pre > code").count()
+        buttons = page.locator('.md-content pre button[data-md-type="copy"]').count()
+        if buttons != blocks:
+            problems.append(f"{where}: {blocks} code blocks but {buttons} copy buttons")
+
+        page.screenshot(path=_screenshot_name(path), full_page=True)
+        page.context.close()
+    print(
+        f"\n{len(paths)} pages, {images_checked} images; largest page "
+        f"{max(weights, key=weights.get)} at {max(weights.values()):,} bytes"
+    )
+    assert not problems, "\n".join(problems)
+
+
+def test_home_page_math_is_mathml_with_size(browser: object, server: str) -> None:
+    page, _ = _open(browser, server)
+    boxes = page.evaluate(
+        """() => [...document.querySelectorAll('.md-content math')].map(m => {
+            const r = m.getBoundingClientRect(); return [r.width, r.height]; })"""
+    )
+    assert len(boxes) >= 5
+    # MathML that the browser did not lay out would have no size.
+    assert all(width > 0 and height > 0 for width, height in boxes)
+    page.context.close()
+
+
+def test_search_works_offline(browser: object, server: str) -> None:
+    page, visit = _open(browser, server)
+    page.keyboard.press("/")
+    page.keyboard.type("sigmoid")
+    results = page.locator(".md-search-result__item")
+    results.first.wait_for(timeout=10_000)
+    links = page.eval_on_selector_all(
+        ".md-search-result__item a", "links => links.map(a => a.getAttribute('href'))"
+    )
+    assert any(urlparse(link).path.rstrip("/") in {"", "."} for link in links), links
+    assert not visit.off_site
+    page.context.close()
+
+
+def test_dark_palette_keeps_figures_legible(browser: object, server: str) -> None:
+    page, visit = _open(browser, server)
+    assert page.get_attribute("body", "data-md-color-scheme") == "default"
+    page.locator("label.md-header__button[for='__palette_1']").click()
+    page.wait_for_function("document.body.dataset.mdColorScheme === 'slate'")
+    page_background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    figure_backgrounds = page.evaluate(
+        """() => [...document.querySelectorAll('.md-content img')]
+            .map(img => getComputedStyle(img).backgroundColor)"""
+    )
+    assert figure_backgrounds
+    # Figures keep their white ground on the dark page, so their dark text stays readable.
+    assert all(bg == "rgb(255, 255, 255)" for bg in figure_backgrounds), figure_backgrounds
+    assert page_background != "rgb(255, 255, 255)"
+    page.screenshot(path=_screenshot_name("", "-dark"), full_page=True)
+    assert not visit.errors
+    page.context.close()
