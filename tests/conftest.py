@@ -27,7 +27,9 @@ def _close_figures() -> Iterator[None]:
 def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build the whole site once per test run with `mkdocs build --strict`, into a temp folder."""
     out = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    # The notebooks' kernels must draw inline figures, not into the Agg backend set above.
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env["NO_MKDOCS_2_WARNING"] = "1"
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
         cwd=ROOT,

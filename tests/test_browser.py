@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
 import pytest
 
@@ -177,14 +177,15 @@ def test_every_page_reads_offline_and_renders(
         for image in images:
             if image["width"] <= 0:
                 problems.append(f"{where}: image {image['src']} did not load")
-            if not image["alt"]:
-                problems.append(f"{where}: image {image['src']} has no alt text")
+            if not image["alt"] or image["alt"].startswith("No description has been provided"):
+                problems.append(f"{where}: image {image['src'][:60]} has no alt text")
 
         # Text a reader sees, less code: no LaTeX delimiters may be left in it.
         prose = page.evaluate(
             """() => {
                 const copy = document.querySelector('.md-content').cloneNode(true);
-                copy.querySelectorAll('pre, code, math').forEach(node => node.remove());
+                const verbatim = copy.querySelectorAll('pre, code, math, script, style');
+                verbatim.forEach(node => node.remove());
                 return copy.innerText;
             }"""
         )
@@ -248,3 +249,30 @@ def test_dark_palette_keeps_figures_legible(browser: object, server: str) -> Non
     page.screenshot(path=_screenshot_name("", "-dark"), full_page=True)
     assert not visit.errors
     page.context.close()
+
+
+def test_notebook_pages_show_outputs_and_offer_downloads(
+    browser: object, server: str, built_site: Path
+) -> None:
+    notebook_pages = sorted(p.parent for p in built_site.glob("notebooks/*/index.html"))
+    assert notebook_pages, "no rendered notebook in the site"
+    for folder in notebook_pages:
+        path = f"{folder.relative_to(built_site).as_posix()}/"
+        page, visit = _open(browser, server + path)
+        assert not visit.errors, visit.errors
+        assert not visit.off_site, visit.off_site
+        outputs = page.locator(".jupyter-wrapper .jp-OutputArea-output")
+        assert outputs.count() >= 1, f"{path}: no output cells"
+        figures = page.evaluate(
+            """() => [...document.querySelectorAll('.jp-OutputArea-output img')]
+                .map(img => img.naturalWidth)"""
+        )
+        assert figures, f"{path}: no figure among the outputs"
+        assert all(width > 0 for width in figures), f"{path}: a figure did not load"
+        for link in page.locator(".vangrad-downloads a").all():
+            href = link.get_attribute("href")
+            response = page.request.get(urljoin(server + path, href))
+            assert response.ok, f"{path}: download {href} answered {response.status}"
+            assert len(response.body()) > 100
+        assert page.locator(".vangrad-downloads a").count() == 2
+        page.context.close()

@@ -1,0 +1,83 @@
+"""MkDocs hook: notebook pages get a download button and figures with real alt text.
+
+Notebooks live in `docs/notebooks/` as jupytext percent files (`.py`), which diff well. The
+build offers each one for download both as that file and as a `.ipynb` made from it here.
+
+nbconvert labels each output image "No description has been provided for this image". A
+notebook cell that draws a figure says what the figure shows in a comment of its own,
+
+    # alt: The bound falls in a straight line on a log axis.
+
+and this hook puts that sentence into the image's `alt` attribute. A figure without such a
+comment fails the build, naming the notebook, so no image reaches a reader undescribed.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import jupytext
+from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File, Files
+
+PLACEHOLDER = 'alt="No description has been provided for this image"'
+_CELL_START = re.compile(r'(?=<div class="jp-Cell jp-CodeCell)')
+_ALT_COMMENT = re.compile(r"#\s*alt:\s*(?P<text>[^<\n]+)")
+
+
+def describe_notebook_figures(content: str, *, where: str) -> str:
+    """Replace nbconvert's placeholder alt text with each cell's `# alt:` comment."""
+    cells = _CELL_START.split(content)
+    for index, cell in enumerate(cells):
+        if PLACEHOLDER not in cell:
+            continue
+        found = _ALT_COMMENT.search(cell)
+        if found is None:
+            raise PluginError(
+                f"{where}: a code cell draws a figure but has no '# alt: <what it shows>' comment"
+            )
+        text = html.unescape(found.group("text")).strip()
+        cells[index] = cell.replace(PLACEHOLDER, f'alt="{html.escape(text)}"')
+    return "".join(cells)
+
+
+def _is_notebook(src_uri: str) -> bool:
+    return src_uri.startswith("notebooks/") and src_uri.endswith(".py")
+
+
+def on_files(files: Files, config: Any, **_: Any) -> Files:
+    """Add a `.ipynb` (without outputs) beside each notebook's page, for download."""
+    for file in list(files):
+        if _is_notebook(file.src_uri):
+            notebook = jupytext.read(file.abs_src_path)
+            stem = file.src_uri.removesuffix(".py")
+            content = jupytext.writes(notebook, fmt="ipynb")
+            files.append(
+                File.generated(config, f"{stem}/{stem.split('/')[-1]}.ipynb", content=content)
+            )
+    return files
+
+
+def _download_buttons(src_uri: str) -> str:
+    name = src_uri.rsplit("/", maxsplit=1)[-1].removesuffix(".py")
+    return (
+        '<p class="vangrad-downloads">'
+        f'<a class="md-button md-button--primary" href="{name}.ipynb" download>'
+        "Download the notebook (.ipynb)</a> "
+        f'<a class="md-button" href="{name}.py" download>Download as a Python script (.py)</a>'
+        "</p>"
+    )
+
+
+def on_page_content(html_content: str, page: Any, **_: Any) -> str:
+    """Describe the figures of notebook pages and offer them for download."""
+    where = page.file.src_uri
+    if not _is_notebook(where):
+        return html_content
+    described = describe_notebook_figures(html_content, where=where)
+    # Under the notebook's title when it has one, else at the top.
+    if "</h1>" in described:
+        return described.replace("</h1>", "</h1>" + _download_buttons(where), 1)
+    return _download_buttons(where) + described
