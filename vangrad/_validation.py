@@ -13,7 +13,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["check_choice", "check_finite_array", "check_positive_float", "check_positive_int"]
+__all__ = [
+    "check_bool",
+    "check_choice",
+    "check_finite_array",
+    "check_float_dtype",
+    "check_positive_float",
+    "check_positive_int",
+]
 
 
 def _describe(value: object) -> str:
@@ -78,3 +85,25 @@ def check_finite_array(name: str, value: object, *, ndim: Iterable[int]) -> np.n
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} must be finite: it contains inf or nan")
     return array
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return `value` as a `bool` if it is `True` or `False` (numpy booleans included).
+
+    Truthy stand-ins such as `1` or `"yes"` are refused: `batchnorm="no"` would otherwise be on.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+    return bool(value)
+
+
+def check_float_dtype(name: str, value: object) -> np.dtype:
+    """Return `value` as a numpy dtype if it names float32 or float64."""
+    try:
+        dtype = np.dtype(value)  # type: ignore[call-overload]
+    except TypeError as error:
+        raise TypeError(
+            f"{name} must be one of ['float32', 'float64'], got {_describe(value)}"
+        ) from error
+    check_choice(name, dtype.name, ("float32", "float64"))
+    return dtype

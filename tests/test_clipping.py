@@ -1,0 +1,58 @@
+"""clip_by_norm: global-norm clipping of a list of gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vangrad import clip_by_norm
+
+
+def test_small_gradients_are_returned_unchanged() -> None:
+    grads = [np.array([0.3, 0.4]), np.array([[0.0]])]
+    clipped, norm = clip_by_norm(grads, max_norm=1.0)
+    assert norm == pytest.approx(0.5)
+    assert all(c is g for c, g in zip(clipped, grads, strict=True))
+
+
+def test_large_gradients_are_scaled_to_max_norm_keeping_direction() -> None:
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=(3, 4)), rng.normal(size=5), np.array(2.0)]
+    total = np.sqrt(sum(np.sum(g**2) for g in grads))
+    clipped, norm = clip_by_norm(grads, max_norm=0.5)
+    assert norm == pytest.approx(total, rel=1e-14)
+    assert np.sqrt(sum(np.sum(c**2) for c in clipped)) == pytest.approx(0.5, rel=1e-14)
+    for c, g in zip(clipped, grads, strict=True):
+        assert c.shape == g.shape
+        np.testing.assert_allclose(c, g * (0.5 / total), rtol=1e-14)
+
+
+def test_norm_at_exactly_max_norm_is_not_clipped() -> None:
+    grads = [np.array([3.0, 4.0])]
+    clipped, norm = clip_by_norm(grads, max_norm=5.0)
+    assert norm == 5.0
+    assert clipped[0] is grads[0]
+
+
+def test_exploded_gradients_do_not_overflow_the_norm() -> None:
+    grads = [np.full(10, 1e200), np.array([-1e200])]
+    clipped, norm = clip_by_norm(grads, max_norm=1.0)
+    assert norm == pytest.approx(np.sqrt(11) * 1e200, rel=1e-14)
+    assert np.sqrt(sum(np.sum(c**2) for c in clipped)) == pytest.approx(1.0, rel=1e-14)
+
+
+def test_float32_stays_float32_and_empty_list_has_norm_zero() -> None:
+    clipped, _ = clip_by_norm([np.ones(4, dtype=np.float32) * 10], max_norm=1.0)
+    assert clipped[0].dtype == np.float32
+    assert clip_by_norm([], max_norm=1.0) == ([], 0.0)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="grads must be a list of arrays, got ndarray"):
+        clip_by_norm(np.ones(3), max_norm=1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"max_norm must be a finite number > 0, got 0"):
+        clip_by_norm([np.ones(3)], max_norm=0)
+    with pytest.raises(ValueError, match=r"grads\[1\] must be finite"):
+        clip_by_norm([np.ones(3), np.array([np.inf])], max_norm=1.0)
+    with pytest.raises(TypeError, match=r"grads\[0\] must be a numeric array"):
+        clip_by_norm([np.array(["a"])], max_norm=1.0)

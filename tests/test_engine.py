@@ -1,0 +1,446 @@
+"""The engine: gradients against finite differences, log space, stacks, statistics, seed 004."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import pairwise
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vangrad import ACTIVATIONS, Activation, backprop, get_activation
+
+NAMES = sorted(ACTIVATIONS)
+EPS = 1e-5
+
+
+# --- a plain reference: no rescaling, no caches, float64 ------------------------------------------
+
+
+def forward(
+    x: np.ndarray,
+    weights: list[np.ndarray],
+    phi: Callable[[np.ndarray], np.ndarray],
+    *,
+    batchnorm: bool,
+    residual: bool,
+) -> np.ndarray:
+    h = x
+    for w in weights:
+        z = h @ w
+        if batchnorm:
+            z = (z - z.mean(axis=0)) / np.sqrt(z.var(axis=0) + EPS)
+        a = phi(z)
+        h = h + a if residual else a
+    return h
+
+
+def central_differences(loss: Callable[[], float], array: np.ndarray, step: float) -> np.ndarray:
+    """d loss / d array, perturbing `array` in place one element at a time."""
+    grad = np.empty_like(array)
+    for index in np.ndindex(array.shape):
+        saved = array[index]
+        array[index] = saved + step
+        up = loss()
+        array[index] = saved - step
+        down = loss()
+        array[index] = saved
+        grad[index] = (up - down) / (2 * step)
+    return grad
+
+
+def small_network(residual: bool, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    widths = [4, 4, 4, 4] if residual else [3, 5, 4, 2]
+    x = rng.normal(size=(6, widths[0]))
+    weights = [
+        rng.normal(0, 1 / np.sqrt(n_in), size=(n_in, n_out)) for n_in, n_out in pairwise(widths)
+    ]
+    upstream = rng.normal(size=(6, widths[-1]))
+    return x, weights, upstream
+
+
+SOFTSIGN = Activation(
+    name="softsign",
+    description="z / (1 + |z|), a custom activation",
+    function=lambda z: z / (1 + np.abs(z)),
+    derivative=lambda z: 1 / (1 + np.abs(z)) ** 2,
+    derivative_max=1.0,
+    squashing=True,
+)
+ENGINE_ACTIVATIONS = [*NAMES, SOFTSIGN]
+ACTIVATION_IDS = [*NAMES, "custom-softsign"]
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("batchnorm", [False, True], ids=["", "batchnorm"])
+@pytest.mark.parametrize("activation", ENGINE_ACTIVATIONS, ids=ACTIVATION_IDS)
+def test_gradients_match_finite_differences(
+    activation: str | Activation, batchnorm: bool, residual: bool
+) -> None:
+    x, weights, upstream = small_network(residual)
+    act = get_activation(activation)
+    flow = backprop(
+        x,
+        weights,
+        activation,
+        batchnorm=batchnorm,
+        residual=residual,
+        upstream=upstream,
+        keep_grads=True,
+    )
+
+    def loss() -> float:
+        h = forward(x, weights, act.function, batchnorm=batchnorm, residual=residual)
+        return float(np.sum(h * upstream))
+
+    assert flow.grads is not None
+    assert flow.weight_grads is not None
+    np.testing.assert_allclose(
+        flow.grads[0], central_differences(loss, x, 1e-5), rtol=1e-6, atol=1e-8
+    )
+    for layer, w in enumerate(weights):
+        numerical = central_differences(loss, w, 1e-5)
+        np.testing.assert_allclose(flow.weight_grads[layer], numerical, rtol=1e-6, atol=1e-8)
+    # The norms are the norms of the returned gradients.
+    np.testing.assert_allclose(
+        flow.log10_grad_norms, [np.log10(np.linalg.norm(g)) for g in flow.grads], rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        flow.log10_weight_grad_norms,
+        [np.log10(np.linalg.norm(g)) for g in flow.weight_grads],
+        rtol=1e-12,
+    )
+    assert flow.overflow_layer is None
+
+
+def test_default_upstream_is_ones_and_upstream_broadcasts() -> None:
+    x, weights, _ = small_network(residual=False)
+    default = backprop(x, weights, "tanh", keep_grads=True)
+    ones = backprop(x, weights, "tanh", upstream=np.ones((6, 2)), keep_grads=True)
+    np.testing.assert_array_equal(default.log10_grad_norms, ones.log10_grad_norms)
+    doubled = backprop(x, weights, "tanh", upstream=2.0)
+    np.testing.assert_allclose(
+        doubled.log10_grad_norms, default.log10_grad_norms + np.log10(2), rtol=1e-12
+    )
+    # The default loss is the sum of h_L: check dLoss/dx by finite differences.
+    act = get_activation("tanh")
+
+    def loss() -> float:
+        return float(np.sum(forward(x, weights, act.function, batchnorm=False, residual=False)))
+
+    assert default.grads is not None
+    np.testing.assert_allclose(
+        default.grads[0], central_differences(loss, x, 1e-5), rtol=1e-6, atol=1e-9
+    )
+
+
+def test_zero_upstream_gives_minus_infinity_not_nan() -> None:
+    x, weights, _ = small_network(residual=False)
+    flow = backprop(x, weights, "sigmoid", upstream=np.zeros((6, 2)))
+    assert np.all(flow.log10_grad_norms == -np.inf)
+    assert np.all(flow.grad_norms == 0.0)
+
+
+# --- stacks ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("batchnorm", "residual"), [(False, False), (True, True)])
+@pytest.mark.parametrize("shared_input", [False, True], ids=["own-x", "shared-x"])
+def test_each_trial_of_a_stack_equals_running_it_alone(
+    batchnorm: bool, residual: bool, shared_input: bool
+) -> None:
+    rng = np.random.default_rng(7)
+    trials, batch, width, depth = 5, 4, 3, 6
+    x = rng.normal(size=(batch, width) if shared_input else (trials, batch, width))
+    weights = [rng.normal(size=(trials, width, width)) for _ in range(depth)]
+    upstream = rng.normal(size=(trials, batch, width))
+    stacked = backprop(
+        x,
+        weights,
+        "gelu",
+        batchnorm=batchnorm,
+        residual=residual,
+        upstream=upstream,
+        keep_grads=True,
+    )
+    assert stacked.log10_grad_norms.shape == (trials, depth + 1)
+    assert stacked.log10_weight_grad_norms.shape == (trials, depth)
+    assert stacked.saturated_fraction.shape == (trials, depth)
+    assert stacked.trial_overflow_layer.shape == (trials,)
+    for t in range(trials):
+        alone = backprop(
+            x if shared_input else x[t],
+            [w[t] for w in weights],
+            "gelu",
+            batchnorm=batchnorm,
+            residual=residual,
+            upstream=upstream[t],
+            keep_grads=True,
+        )
+        for field in (
+            "log10_grad_norms",
+            "log10_weight_grad_norms",
+            "activation_mean",
+            "activation_std",
+            "saturated_fraction",
+        ):
+            np.testing.assert_allclose(
+                getattr(stacked, field)[t], getattr(alone, field), rtol=1e-10, err_msg=field
+            )
+        assert stacked.grads is not None
+        assert alone.grads is not None
+        np.testing.assert_allclose(stacked.grads[0][t], alone.grads[0], rtol=1e-10)
+
+
+def test_float32_stays_float32() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(8, 5))
+    weights = [rng.normal(0, 0.5, size=(5, 5)) for _ in range(10)]
+    single = backprop(
+        x.astype(np.float32), [w.astype(np.float32) for w in weights], "tanh", keep_grads=True
+    )
+    double = backprop(x, weights, "tanh", keep_grads=True)
+    assert single.grads is not None
+    assert single.weight_grads is not None
+    assert {g.dtype for g in single.grads + single.weight_grads} == {np.dtype(np.float32)}
+    np.testing.assert_allclose(single.log10_grad_norms, double.log10_grad_norms, atol=1e-4)
+
+
+# --- log space ------------------------------------------------------------------------------------
+
+
+def test_log_norms_stay_exact_where_plain_norms_underflow() -> None:
+    rng = np.random.default_rng(0)
+    width, depth = 8, 3000
+    weights = list(rng.normal(0, 1 / np.sqrt(width), size=(depth, width, width)))
+    flow = backprop(rng.normal(size=(8, width)), weights, "sigmoid")
+    log_norms = flow.log10_grad_norms
+    assert np.all(np.isfinite(log_norms))
+    assert np.all(np.isfinite(flow.log10_weight_grad_norms))
+    assert log_norms[0] < -1000
+    assert flow.grad_norms[0] == 0.0  # the plain float underflows; the log does not
+    # Every sigmoid layer shrinks the gradient (0.25 * ||W||_2 < 1 here), at a steady rate.
+    assert np.all(np.diff(log_norms) > 0)
+    layers = np.arange(depth + 1)
+    slope, intercept = np.polyfit(layers, log_norms, 1)
+    residuals = log_norms - (slope * layers + intercept)
+    r_squared = 1 - residuals.var() / log_norms.var()
+    assert r_squared > 0.999
+    assert 0.3 < slope < 1.0
+
+
+def plain_backward(
+    x: np.ndarray, weights: list[np.ndarray], act: Activation
+) -> tuple[list[float], list[float]]:
+    """Textbook backprop without rescaling: norms of dLoss/dh_l and dLoss/dW_l."""
+    hs, zs = [x], []
+    for w in weights:
+        zs.append(hs[-1] @ w)
+        hs.append(act.function(zs[-1]))
+    g = np.ones_like(hs[-1])
+    h_norms, w_norms = [np.linalg.norm(g)], []
+    for layer in reversed(range(len(weights))):
+        dz = g * act.derivative(zs[layer])
+        w_norms.append(np.linalg.norm(hs[layer].T @ dz))
+        g = dz @ weights[layer].T
+        h_norms.append(np.linalg.norm(g))
+    return h_norms[::-1], w_norms[::-1]
+
+
+def test_log_norms_agree_with_plain_float64_at_depth_200() -> None:
+    rng = np.random.default_rng(1)
+    width, depth = 8, 200
+    x = rng.normal(size=(4, width))
+    weights = list(rng.normal(0, 1 / np.sqrt(width), size=(depth, width, width)))
+    act = ACTIVATIONS["sigmoid"]
+    h_norms, w_norms = plain_backward(x, weights, act)
+    assert 0 < min(h_norms) < 1e-100  # small, but not yet underflowed
+    flow = backprop(x, weights, act)
+    np.testing.assert_allclose(flow.log10_grad_norms, np.log10(h_norms), rtol=1e-11)
+    np.testing.assert_allclose(flow.log10_weight_grad_norms, np.log10(w_norms), rtol=1e-11)
+    np.testing.assert_allclose(flow.grad_norms, h_norms, rtol=1e-10)
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+
+@st.composite
+def networks(draw: st.DrawFn, *, square: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+    seed = draw(st.integers(0, 2**32 - 1))
+    depth = draw(st.integers(1, 12))
+    batch = draw(st.integers(1, 6))
+    if square:
+        widths = [draw(st.integers(1, 8))] * (depth + 1)
+    else:
+        widths = draw(st.lists(st.integers(1, 8), min_size=depth + 1, max_size=depth + 1))
+    scale = draw(st.floats(0.05, 5.0))
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(0, scale, size=(n_in, n_out)) for n_in, n_out in pairwise(widths)]
+    return rng.normal(size=(batch, widths[0])), weights
+
+
+@settings(max_examples=60, deadline=None)
+@given(networks(square=False))
+def test_sigmoid_layer_shrinks_the_gradient_by_at_most_a_quarter_of_the_spectral_norm(
+    network: tuple[np.ndarray, list[np.ndarray]],
+) -> None:
+    x, weights = network
+    log_norms = backprop(x, weights, "sigmoid").log10_grad_norms
+    for layer, w in enumerate(weights, start=1):
+        bound = np.log10(0.25 * np.linalg.norm(w, ord=2))
+        assert log_norms[layer - 1] - log_norms[layer] <= bound + 1e-9
+
+
+@settings(max_examples=60, deadline=None)
+@given(networks(square=True), st.floats(0.01, 3.9))
+def test_residual_input_gradient_never_vanishes(
+    network: tuple[np.ndarray, list[np.ndarray]], target: float
+) -> None:
+    # g_(l-1) = g_l + (g_l * phi'(z)) W^T, so with s = 0.25 ||W||_2 < 1 the norm changes by a
+    # factor within [1 - s, 1 + s] per layer: never zero, however deep.
+    x, weights = network
+    weights = [w * (target / np.linalg.norm(w, ord=2)) for w in weights]
+    log_norms = backprop(x, weights, "sigmoid", residual=True).log10_grad_norms
+    s = 0.25 * target
+    ratios = log_norms[:-1] - log_norms[1:]
+    assert np.all(ratios >= np.log10(1 - s) - 1e-9)
+    assert np.all(ratios <= np.log10(1 + s) + 1e-9)
+    assert np.isfinite(log_norms[0])
+
+
+def test_deep_residual_network_keeps_its_input_gradient() -> None:
+    rng = np.random.default_rng(2)
+    width, depth = 16, 500
+    weights = list(rng.normal(0, 0.1 / np.sqrt(width), size=(depth, width, width)))
+    x = rng.normal(size=(8, width))
+    plain = backprop(x, weights, "tanh").log10_grad_norms
+    residual = backprop(x, weights, "tanh", residual=True).log10_grad_norms
+    assert plain[0] < -300
+    assert residual[0] > residual[-1] - 1
+
+
+# --- statistics and overflow ---------------------------------------------------------------------
+
+
+def test_activation_statistics_and_saturation() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(32, 6))
+    weights = [rng.normal(0, 1.0, size=(6, 6)) for _ in range(4)]
+    flow = backprop(x, weights, "relu")
+    h = x
+    for layer, w in enumerate(weights):
+        z = h @ w
+        h = np.maximum(z, 0)
+        assert flow.activation_mean[layer] == pytest.approx(h.mean())
+        assert flow.activation_std[layer] == pytest.approx(h.std())
+        # For ReLU, saturated means inactive (z <= 0): the dying-ReLU fraction.
+        assert flow.saturated_fraction[layer] == pytest.approx(np.mean(z <= 0))
+    # Leaky ReLU's slope 0.01 is not below 1% of 1: it never saturates.
+    assert np.all(backprop(x, weights, "leaky_relu").saturated_fraction == 0)
+    big = backprop(x, [w * 50 for w in weights], "tanh")
+    assert big.saturated_fraction[-1] > 0.8  # saturated tanh units
+
+
+def test_overflow_is_recorded_without_warnings() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(4, 4))
+    weights = [rng.normal(0, 10.0, size=(4, 4)) for _ in range(400)]
+    flow = backprop(x, weights, "linear")  # warnings are errors in this suite
+    h, first = x, None
+    with np.errstate(over="ignore", invalid="ignore"):
+        for layer, w in enumerate(weights, start=1):
+            h = h @ w
+            if first is None and not np.all(np.isfinite(h)):
+                first = layer
+    assert first is not None
+    assert flow.overflow_layer == first
+    assert flow.trial_overflow_layer.tolist() == first
+    assert backprop(x, weights[: first - 1], "linear").overflow_layer is None
+
+
+def test_overflow_is_recorded_per_trial() -> None:
+    rng = np.random.default_rng(6)
+    scales = np.array([1.0, 100.0])[:, None, None]
+    weights = [rng.normal(size=(2, 3, 3)) * scales for _ in range(300)]
+    flow = backprop(rng.normal(size=(2, 3)), weights, "linear")
+    assert flow.trial_overflow_layer[0] == 0
+    assert flow.trial_overflow_layer[1] > 0
+    assert flow.overflow_layer == flow.trial_overflow_layer[1]
+
+
+def test_keep_grads_off_returns_no_gradients() -> None:
+    x, weights, _ = small_network(residual=False)
+    flow = backprop(x, weights)
+    assert flow.grads is None
+    assert flow.weight_grads is None
+    assert flow.depth == 3
+    assert flow.activation is ACTIVATIONS["sigmoid"]
+
+
+def test_inputs_are_not_modified() -> None:
+    x, weights, upstream = small_network(residual=True)
+    copies = [x.copy(), *(w.copy() for w in weights), upstream.copy()]
+    backprop(x, weights, "linear", batchnorm=True, residual=True, upstream=upstream)
+    for before, after in zip(copies, [x, *weights, upstream], strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+# --- the seed-004 bug ----------------------------------------------------------------------------
+
+
+def seed004_recurrence(x: np.ndarray, weights: list[np.ndarray]) -> list[float]:
+    """The buggy backward pass of seed 004, rewritten: it multiplies by tanh' of the layer's
+    INPUT activation (1 - h_(l-1)^2) where the chain rule wants its OUTPUT (1 - h_l^2).
+
+    Returns the gradient norm at every layer, input first.
+    """
+    hs = [x]
+    for w in weights:
+        hs.append(np.tanh(hs[-1] @ w))
+    grad = np.ones_like(hs[-1])
+    norms = [float(np.linalg.norm(grad))]
+    for layer in range(len(weights) - 1, -1, -1):
+        grad = (grad @ weights[layer].T) * (1.0 - hs[layer] ** 2)  # the bug: hs[layer]
+        norms.append(float(np.linalg.norm(grad)))
+    return norms[::-1]
+
+
+def seed004_weights(scale: float) -> list[np.ndarray]:
+    """The seed's weights: legacy seed 42, randn per layer, three scales drawn in sequence."""
+    legacy = np.random.RandomState(42)
+    drawn = {s: [legacy.randn(1, 1) * s for _ in range(20)] for s in (0.5, 1.0, 1.5)}
+    return drawn[scale]
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 1.5])
+def test_seed004_bug_zeroes_the_input_gradient_while_the_engine_is_right(scale: float) -> None:
+    x = np.array([[1.0]])
+    weights = seed004_weights(scale)
+    flow = backprop(x, weights, "tanh", keep_grads=True)
+    assert flow.grads is not None
+
+    probe = x.copy()
+
+    def loss() -> float:
+        return float(np.sum(forward(probe, weights, np.tanh, batchnorm=False, residual=False)))
+
+    # The engine agrees with finite differences of the loss ...
+    numerical = central_differences(loss, probe, 1e-6)
+    np.testing.assert_allclose(flow.grads[0], numerical, rtol=1e-5)
+    assert flow.grad_norms[0] > 0
+    # ... while the seed's recurrence gives exactly 0 at the input: 1 - x**2 = 0 for x = 1.
+    buggy = seed004_recurrence(x, weights)
+    assert buggy[0] == 0.0
+    # Elsewhere it is off by (1 - h_l**2) / (1 - h_L**2): not a rounding error.
+    assert buggy[-1] == flow.grad_norms[-1] == 1.0
+
+
+def test_seed004_recurrence_differs_by_orders_of_magnitude_for_other_inputs() -> None:
+    x = np.array([[0.999]])
+    weights = seed004_weights(1.5)
+    buggy = seed004_recurrence(x, weights)
+    correct = backprop(x, weights, "tanh").grad_norms
+    assert correct[0] / buggy[0] > 100

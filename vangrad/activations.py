@@ -1,0 +1,390 @@
+"""The activation functions, each with its derivative and the largest value that derivative takes.
+
+One registry, `ACTIVATIONS`, maps a name to an `Activation`. Every function and derivative is
+vectorised and numerically stable: no overflow warning and no `nan` for any finite input, however
+large. Derivatives are computed from the pre-activation `z`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from vangrad._validation import check_choice, check_positive_float
+
+__all__ = ["ACTIVATIONS", "Activation", "get_activation"]
+
+ArrayFunction = Callable[[np.ndarray], np.ndarray]
+
+# The tanh approximation of GELU: 0.5 z (1 + tanh(u)) with u = c (z + k z^3).
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_K = 0.044715
+# Beyond |z| = 1e3 the GELU's sigmoid factor is exactly 0 or 1 in float64 (|2u| > 1e7), so the
+# cubic is clipped there: same results, and z**3 never overflows.
+_GELU_CLIP = 1e3
+
+
+@dataclass(frozen=True, eq=False)
+class Activation:
+    """An activation function `phi` with its derivative.
+
+    Attributes:
+        name: The registry name, such as `"sigmoid"`.
+        function: `phi(z)`, elementwise.
+        derivative: `phi'(z)`, elementwise, from the pre-activation `z`.
+        derivative_max: The supremum of `phi'` over the real line (reached or approached).
+        squashing: Whether `phi` is bounded (sigmoid, tanh): its derivative then tends to 0 at
+            both ends, the classic cause of vanishing gradients.
+        description: One line saying what the function is (and which approximation, if any).
+        params: The parameters the activation was built with, such as `{"slope": 0.01}`.
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad import Activation, backprop
+
+        softsign = Activation(
+            "softsign", lambda z: z / (1 + np.abs(z)), lambda z: 1 / (1 + np.abs(z)) ** 2, 1.0, True
+        )
+        flow = backprop(np.ones((2, 3)), [np.eye(3)] * 2, softsign)
+        print(flow.log10_grad_norms.round(3).tolist())
+        #> [-0.565, 0.037, 0.389]
+        ```
+    """
+
+    name: str
+    function: ArrayFunction = field(repr=False)
+    derivative: ArrayFunction = field(repr=False)
+    derivative_max: float
+    squashing: bool
+    description: str = ""
+    params: Mapping[str, float] = field(default_factory=dict)
+    _both: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = field(
+        default=None, repr=False
+    )
+    _factory: Callable[..., Activation] | None = field(default=None, repr=False)
+
+    def value_and_derivative(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return `(phi(z), phi'(z))`, sharing the work between the two where possible.
+
+        Example:
+            ```py
+            import numpy as np
+
+            from vangrad import get_activation
+
+            value, slope = get_activation("tanh").value_and_derivative(np.array([0.0, 1.0]))
+            print(value.round(4).tolist(), slope.round(4).tolist())
+            #> [0.0, 0.7616] [1.0, 0.42]
+            ```
+        """
+        if self._both is not None:
+            return self._both(z)
+        return self.function(z), self.derivative(z)
+
+    def with_params(self, **params: float) -> Activation:
+        """Return this activation rebuilt with other parameters, such as `slope=0.2`.
+
+        Raises:
+            TypeError: If a parameter is not one this activation takes.
+            ValueError: If a parameter value is out of range.
+
+        Example:
+            ```py
+            from vangrad import ACTIVATIONS
+
+            leaky = ACTIVATIONS["leaky_relu"].with_params(slope=0.2)
+            print(leaky.params, leaky.derivative_max)
+            #> {'slope': 0.2} 1.0
+            ```
+        """
+        if not params:
+            return self
+        unknown = sorted(set(params) - set(self.params))
+        if unknown or self._factory is None:
+            accepted = sorted(self.params) or "none"
+            raise TypeError(
+                f"activation {self.name!r} got unexpected parameters {unknown or sorted(params)}; "
+                f"it accepts: {accepted}"
+            )
+        return self._factory(**{**self.params, **params})
+
+
+# --- the functions -------------------------------------------------------------------------------
+
+
+def _sigmoid_parts(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return `e = exp(-|z|)`, `r = 1 / (1 + e)` and `sigmoid(z)`, all without overflow."""
+    with np.errstate(under="ignore"):
+        e = np.exp(-np.abs(z))
+    r = 1.0 / (1.0 + e)
+    # sigmoid(z) = r for z >= 0 and e * r (= exp(z) / (1 + exp(z))) for z < 0.
+    s = np.where(z >= 0, r, e * r)
+    return e, r, s
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return _sigmoid_parts(z)[2]
+
+
+def _sigmoid_derivative(z: np.ndarray) -> np.ndarray:
+    # s (1 - s) = e / (1 + e)^2 with e = exp(-|z|): no cancellation on either side.
+    e, r, _ = _sigmoid_parts(z)
+    return e * r * r
+
+
+def _sigmoid_both(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    e, r, s = _sigmoid_parts(z)
+    e *= r
+    e *= r
+    return s, e
+
+
+def _tanh_derivative(z: np.ndarray) -> np.ndarray:
+    # 1 - tanh(z)^2 = 4 e / (1 + e)^2 with e = exp(-2|z|): accurate where 1 - t*t cancels.
+    e = np.abs(z)
+    # exp(-800) is already 0; the cap keeps -2|z| from overflowing for |z| near 1e308.
+    np.minimum(e, 400.0, out=e)
+    e *= -2.0
+    with np.errstate(under="ignore"):
+        np.exp(e, out=e)
+    denominator = e + 1.0
+    denominator *= denominator
+    e *= 4.0
+    e /= denominator
+    return e
+
+
+def _tanh_both(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.tanh(z), _tanh_derivative(z)
+
+
+def _relu(z: np.ndarray) -> np.ndarray:
+    return np.maximum(z, 0)
+
+
+def _relu_derivative(z: np.ndarray) -> np.ndarray:
+    return (z > 0).astype(z.dtype)
+
+
+def _softplus(z: np.ndarray) -> np.ndarray:
+    # log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)).
+    with np.errstate(under="ignore"):
+        tail = np.log1p(np.exp(-np.abs(z)))
+    tail += np.maximum(z, 0)
+    return tail
+
+
+def _linear(z: np.ndarray) -> np.ndarray:
+    return z.copy()
+
+
+def _ones(z: np.ndarray) -> np.ndarray:
+    return np.ones_like(z)
+
+
+def _gelu_parts(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the clipped `z`, `e`, `r` and `s = sigmoid(2u)`, so `gelu(z) = z * s`."""
+    clipped = np.clip(z, -_GELU_CLIP, _GELU_CLIP)
+    two_u = clipped * clipped
+    two_u *= _GELU_K
+    two_u += 1.0
+    two_u *= clipped
+    two_u *= 2.0 * _GELU_C
+    e, r, s = _sigmoid_parts(two_u)
+    return clipped, e, r, s
+
+
+def _gelu_both(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    clipped, e, r, s = _gelu_parts(z)
+    # d/dz [z s(2u)] = s + z * sigmoid'(2u) * 2 u'(z), u'(z) = c (1 + 3k z^2). Where |z| was
+    # clipped, sigmoid'(2u) = e r^2 is exactly 0, so the clipped z gives the exact result.
+    slope = clipped * clipped
+    slope *= 3.0 * _GELU_K
+    slope += 1.0
+    slope *= clipped
+    slope *= 2.0 * _GELU_C
+    slope *= e
+    slope *= r
+    slope *= r
+    slope += s
+    return z * s, slope
+
+
+def _gelu(z: np.ndarray) -> np.ndarray:
+    return z * _gelu_parts(z)[3]
+
+
+def _gelu_derivative(z: np.ndarray) -> np.ndarray:
+    return _gelu_both(z)[1]
+
+
+def _maximise(function: ArrayFunction, low: float, high: float) -> float:
+    """Return the maximum of a smooth unimodal `function` on `[low, high]` by grid refinement."""
+    for _ in range(6):
+        grid = np.linspace(low, high, 1001)
+        best = int(np.argmax(function(grid)))
+        step = grid[1] - grid[0]
+        low, high = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
+        if step < 1e-13:
+            break
+    return float(np.max(function(np.linspace(low, high, 1001))))
+
+
+# --- the parameterised families ---------------------------------------------------------------
+
+
+def _leaky_relu(slope: float = 0.01) -> Activation:
+    slope = check_positive_float("slope", slope)
+
+    def function(z: np.ndarray) -> np.ndarray:
+        return np.where(z > 0, z, slope * z)
+
+    def derivative(z: np.ndarray) -> np.ndarray:
+        return np.where(z > 0, 1.0, slope).astype(z.dtype, copy=False)
+
+    return Activation(
+        name="leaky_relu",
+        description=f"leaky ReLU: z for z > 0, {slope:g} z otherwise",
+        function=function,
+        derivative=derivative,
+        derivative_max=max(1.0, slope),
+        squashing=False,
+        params={"slope": slope},
+        _factory=_leaky_relu,
+    )
+
+
+def _elu(alpha: float = 1.0) -> Activation:
+    alpha = check_positive_float("alpha", alpha)
+
+    def exponential_part(z: np.ndarray) -> np.ndarray:
+        # exp(min(z, 0)): the positive side never reaches exp, so it cannot overflow.
+        with np.errstate(under="ignore"):
+            return np.exp(np.minimum(z, 0))
+
+    def function(z: np.ndarray) -> np.ndarray:
+        with np.errstate(under="ignore"):
+            negative = np.expm1(np.minimum(z, 0))
+        negative *= alpha
+        return np.where(z > 0, z, negative)
+
+    def derivative(z: np.ndarray) -> np.ndarray:
+        part = exponential_part(z)
+        part *= alpha
+        return np.where(z > 0, 1.0, part).astype(z.dtype, copy=False)
+
+    return Activation(
+        name="elu",
+        description=f"ELU: z for z > 0, {alpha:g} (exp(z) - 1) otherwise",
+        function=function,
+        derivative=derivative,
+        # 1 on the right; alpha exp(z) approaches alpha from the left.
+        derivative_max=max(1.0, alpha),
+        squashing=False,
+        params={"alpha": alpha},
+        _factory=_elu,
+    )
+
+
+ACTIVATIONS: Mapping[str, Activation] = MappingProxyType(
+    {
+        "sigmoid": Activation(
+            name="sigmoid",
+            description="logistic sigmoid 1 / (1 + exp(-z)); derivative at most 1/4, at z = 0",
+            function=_sigmoid,
+            derivative=_sigmoid_derivative,
+            derivative_max=0.25,
+            squashing=True,
+            _both=_sigmoid_both,
+        ),
+        "tanh": Activation(
+            name="tanh",
+            description="hyperbolic tangent; derivative at most 1, at z = 0",
+            function=np.tanh,
+            derivative=_tanh_derivative,
+            derivative_max=1.0,
+            squashing=True,
+            _both=_tanh_both,
+        ),
+        "relu": Activation(
+            name="relu",
+            description="ReLU max(z, 0); derivative 1 for z > 0 and 0 otherwise (0 at z = 0)",
+            function=_relu,
+            derivative=_relu_derivative,
+            derivative_max=1.0,
+            squashing=False,
+        ),
+        "leaky_relu": _leaky_relu(),
+        "elu": _elu(),
+        "gelu": Activation(
+            name="gelu",
+            description="GELU, tanh approximation: 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))",
+            function=_gelu,
+            derivative=_gelu_derivative,
+            # About 1.129, at z of about 1.5: computed, not typed.
+            derivative_max=_maximise(_gelu_derivative, 0.0, 4.0),
+            squashing=False,
+            _both=_gelu_both,
+        ),
+        "softplus": Activation(
+            name="softplus",
+            description="softplus log(1 + exp(z)); derivative sigmoid(z), supremum 1 (not reached)",
+            function=_softplus,
+            derivative=_sigmoid,
+            derivative_max=1.0,
+            squashing=False,
+        ),
+        "linear": Activation(
+            name="linear",
+            description="identity z; derivative 1",
+            function=_linear,
+            derivative=_ones,
+            derivative_max=1.0,
+            squashing=False,
+        ),
+    }
+)
+"""Every activation by name, with default parameters (`leaky_relu` slope 0.01, `elu` alpha 1)."""
+
+
+def get_activation(activation: str | Activation, **params: float) -> Activation:
+    """Return an activation by name (with optional parameters), or pass an `Activation` through.
+
+    Args:
+        activation: A name from `ACTIVATIONS`, or an `Activation`.
+        **params: Parameters of the family, such as `slope` for `leaky_relu` or `alpha` for `elu`.
+
+    Returns:
+        The `Activation`.
+
+    Raises:
+        TypeError: If `activation` is neither a string nor an `Activation`, or a parameter is
+            unknown.
+        ValueError: If the name is unknown (the message lists the valid names) or a parameter
+            is out of range.
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad import get_activation
+
+        sigmoid = get_activation("sigmoid")
+        print(sigmoid.derivative_max, sigmoid.function(np.array([-1e4, 0.0, 1e4])).tolist())
+        #> 0.25 [0.0, 0.5, 1.0]
+        print(get_activation("leaky_relu", slope=0.2).derivative(np.array([-1.0, 1.0])).tolist())
+        #> [0.2, 1.0]
+        print(round(get_activation("gelu").derivative_max, 4))
+        #> 1.129
+        ```
+    """
+    if isinstance(activation, Activation):
+        return activation.with_params(**params)
+    name = check_choice("activation", activation, ACTIVATIONS)
+    return ACTIVATIONS[name].with_params(**params)

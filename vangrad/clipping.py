@@ -1,0 +1,63 @@
+"""Gradient clipping by global norm, the usual remedy for exploding gradients in training."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from vangrad._validation import check_finite_array, check_positive_float
+
+__all__ = ["clip_by_norm"]
+
+
+def _norm(array: np.ndarray) -> float:
+    """The Frobenius norm, scaled by the largest entry so that huge gradients do not overflow."""
+    largest = float(np.max(np.abs(array), initial=0.0))
+    if largest == 0.0:
+        return 0.0
+    scaled = array / largest
+    return largest * math.sqrt(float(np.vdot(scaled, scaled)))
+
+
+def clip_by_norm(grads: Sequence[ArrayLike], max_norm: float) -> tuple[list[np.ndarray], float]:
+    """Scale a list of gradients so that their global norm is at most `max_norm`.
+
+    The global norm is the Frobenius norm of all the arrays together,
+    `sqrt(sum(||g||^2 for g in grads))`. If it exceeds `max_norm`, every array is multiplied by
+    `max_norm / norm`, which keeps the direction of the update; otherwise the arrays are
+    returned unchanged (the same arrays).
+
+    Args:
+        grads: The gradients, arrays of any shape; finite.
+        max_norm: The largest allowed global norm; a finite number > 0.
+
+    Returns:
+        The clipped list (same shapes and dtypes) and the global norm before clipping.
+
+    Raises:
+        TypeError: If `grads` is not a list of numeric arrays or `max_norm` is not a number.
+        ValueError: If a gradient is not finite or `max_norm` is not finite and > 0.
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad import clip_by_norm
+
+        clipped, norm = clip_by_norm([np.array([3.0, 0.0]), np.array([[4.0]])], max_norm=1.0)
+        print(norm, clipped[0].round(6).tolist(), clipped[1].round(6).tolist())
+        #> 5.0 [0.6, 0.0] [[0.8]]
+        ```
+    """
+    if not isinstance(grads, list | tuple):
+        raise TypeError(f"grads must be a list of arrays, got {type(grads).__name__}")
+    max_norm = check_positive_float("max_norm", max_norm)
+    arrays = [check_finite_array(f"grads[{i}]", g, ndim=range(33)) for i, g in enumerate(grads)]
+    norm = math.hypot(*(_norm(a) for a in arrays))
+    if norm <= max_norm:
+        return arrays, norm
+    factor = max_norm / norm
+    return [a * factor for a in arrays], norm

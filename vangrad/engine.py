@@ -1,0 +1,481 @@
+"""The engine: one forward and one backward pass through a deep network, with gradient norms.
+
+Conventions. Layers `l = 1..L` have weights `W_l` of shape `(n_{l-1}, n_l)`; the input batch is
+`h_0 = x`, shape `(batch, n_0)`. Each layer computes
+
+- `z_l = h_{l-1} @ W_l`,
+- with batch normalisation, `z_l <- (z_l - mean(z_l)) / sqrt(var(z_l) + 1e-5)` (mean and biased
+  variance over the batch, no learned scale or shift),
+- `a_l = phi(z_l)`,
+- `h_l = h_{l-1} + a_l` with residual connections, otherwise `h_l = a_l`.
+
+The loss is the sum of every element of `h_L` (an upstream gradient of ones) unless the caller
+passes another upstream gradient.
+
+Log space. The backward pass is linear in the upstream gradient, so the running gradient is
+rescaled to unit norm at every layer and the logarithm of the scale is accumulated. The `log10`
+norms are therefore exact at any depth, even where the norms themselves underflow to 0.0.
+
+Stacks. Weights of shape `(trials, n_{l-1}, n_l)` describe `trials` independent networks, run
+together with batched matrix products; `x` is then `(trials, batch, n_0)`, or `(batch, n_0)`
+shared by every trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from vangrad._validation import check_bool, check_finite_array
+from vangrad.activations import Activation, get_activation
+
+__all__ = ["BATCHNORM_EPSILON", "GradientFlow", "backprop"]
+
+BATCHNORM_EPSILON = 1e-5
+"""Added to the batch variance before the square root in batch normalisation."""
+
+SATURATION_THRESHOLD = 0.01
+"""A unit is saturated when `|phi'(z)|` is below this fraction of the activation's maximum."""
+
+
+@dataclass(frozen=True, eq=False)
+class GradientFlow:
+    """What one forward and backward pass measured.
+
+    Shapes: `(L + 1,)` and `(L,)` for a single network; `(trials, L + 1)` and `(trials, L)` for a
+    stack. Index 0 of the gradient arrays is the input `x`, index `L` the output `h_L`; index
+    `l - 1` of the per-layer arrays is layer `l`.
+
+    Attributes:
+        log10_grad_norms: `log10` of the Frobenius norm of `dLoss/dh_l`, for `l = 0..L`. Exact
+            at any depth; `-inf` only where the gradient is exactly zero.
+        log10_weight_grad_norms: `log10` of the Frobenius norm of `dLoss/dW_l`, for `l = 1..L`.
+        activation_mean: The mean of `a_l = phi(z_l)` over the batch and the units.
+        activation_std: The standard deviation of `a_l` over the batch and the units.
+        saturated_fraction: The fraction of units (over the batch) whose local derivative
+            `|phi'(z_l)|` is below 1% of the activation's `derivative_max`. For ReLU that is the
+            fraction of inactive units (dying ReLU); for leaky ReLU with slope 0.01 it is 0.
+        overflow_layer: The first layer (1..L) in which a forward value (`z_l`, the batch
+            variance or `h_l`) became inf or nan, in any trial; `None` if none did. Gradients
+            after an overflow are not meaningful.
+        trial_overflow_layer: The same per trial (an int array, 0 where the trial never
+            overflowed).
+        activation: The activation used.
+        batchnorm: Whether batch normalisation was on.
+        residual: Whether residual connections were on.
+        grads: With `keep_grads=True`, the gradients `dLoss/dh_l` for `l = 0..L` (each shaped
+            like `h_l`, per trial); otherwise `None`. Plain floats: they can underflow.
+        weight_grads: With `keep_grads=True`, the gradients `dLoss/dW_l` for `l = 1..L`;
+            otherwise `None`.
+    """
+
+    log10_grad_norms: np.ndarray
+    log10_weight_grad_norms: np.ndarray
+    activation_mean: np.ndarray
+    activation_std: np.ndarray
+    saturated_fraction: np.ndarray
+    overflow_layer: int | None
+    trial_overflow_layer: np.ndarray = field(repr=False)
+    activation: Activation = field(repr=False)
+    batchnorm: bool = False
+    residual: bool = False
+    grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
+    weight_grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
+
+    @property
+    def depth(self) -> int:
+        """The number of layers `L`."""
+        return self.log10_weight_grad_norms.shape[-1]
+
+    @property
+    def grad_norms(self) -> np.ndarray:
+        """`10 ** log10_grad_norms`: the norms as floats, which underflow to 0.0 in deep stacks."""
+        with np.errstate(under="ignore", over="ignore"):
+            return np.power(10.0, self.log10_grad_norms)
+
+    @property
+    def weight_grad_norms(self) -> np.ndarray:
+        """`10 ** log10_weight_grad_norms`, which underflows to 0.0 in deep stacks."""
+        with np.errstate(under="ignore", over="ignore"):
+            return np.power(10.0, self.log10_weight_grad_norms)
+
+
+def backprop(
+    x: ArrayLike,
+    weights: Sequence[ArrayLike],
+    activation: str | Activation = "sigmoid",
+    *,
+    batchnorm: bool = False,
+    residual: bool = False,
+    upstream: ArrayLike | None = None,
+    keep_grads: bool = False,
+) -> GradientFlow:
+    """Run a forward and a backward pass and measure the gradient at every layer.
+
+    Args:
+        x: The input batch, shape `(batch, n_0)`, or `(trials, batch, n_0)` with stacked weights.
+        weights: One matrix per layer, `weights[l - 1]` of shape `(n_{l-1}, n_l)`; or all of
+            shape `(trials, n_{l-1}, n_l)` for a stack of independent networks.
+        activation: A name from `ACTIVATIONS` or an `Activation`.
+        batchnorm: Normalise each `z_l` over the batch (needs a batch of at least 2).
+        residual: Add each layer's input to its output (needs equal widths).
+        upstream: `dLoss/dh_L`; it must broadcast to the shape of `h_L`. Default: ones, so the
+            loss is the sum of `h_L`.
+        keep_grads: Also return every `dLoss/dh_l` and `dLoss/dW_l`.
+
+    Returns:
+        A `GradientFlow`; its dtype-sensitive arrays follow the input dtype (float32 stays
+        float32), its norms are float64.
+
+    Raises:
+        TypeError: If an argument has the wrong type (the message names it).
+        ValueError: If shapes do not chain, `x` or a weight is not finite, `weights` is empty,
+            `residual` meets unequal widths, or `batchnorm` meets a batch of 1.
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad import backprop
+
+        rng = np.random.default_rng(0)
+        weights = [rng.normal(0, 0.5, size=(4, 4)) for _ in range(30)]
+        flow = backprop(rng.normal(size=(8, 4)), weights, "sigmoid")
+        print(flow.log10_grad_norms.shape, flow.overflow_layer)
+        #> (31,) None
+        print(round(float(flow.log10_grad_norms[0] - flow.log10_grad_norms[-1]), 1))
+        #> -19.8
+        ```
+    """
+    act = _check_activation(activation)
+    batchnorm = check_bool("batchnorm", batchnorm)
+    residual = check_bool("residual", residual)
+    keep_grads = check_bool("keep_grads", keep_grads)
+    checked = _check_weights(weights)
+    x_array = _check_input(x, checked)
+    dtype = np.result_type(x_array, *checked)
+    x_array = x_array.astype(dtype, copy=False)
+    checked = [w.astype(dtype, copy=False) for w in checked]
+    if batchnorm and x_array.shape[-2] < 2:
+        raise ValueError(
+            f"batchnorm=True needs a batch of at least 2 samples (the batch variance of one "
+            f"sample is 0), got x of shape {x_array.shape}"
+        )
+    if residual:
+        _check_square(checked)
+    stack = np.broadcast_shapes(x_array.shape[:-2], *(w.shape[:-2] for w in checked))
+    output_shape = (*stack, x_array.shape[-2], checked[-1].shape[-1])
+    upstream_array = None
+    if upstream is not None:
+        upstream_array = _check_upstream(upstream, output_shape, dtype)
+    return _run(
+        x_array,
+        checked,
+        act,
+        batchnorm=batchnorm,
+        residual=residual,
+        upstream=upstream_array,
+        keep_grads=keep_grads,
+    )
+
+
+# --- argument checks ----------------------------------------------------------------------------
+
+
+def _check_activation(activation: object) -> Activation:
+    if not isinstance(activation, str | Activation):
+        raise TypeError(
+            "activation must be a name such as 'tanh' or an Activation, "
+            f"got {type(activation).__name__}"
+        )
+    return get_activation(activation)
+
+
+def _check_weights(weights: object) -> list[np.ndarray]:
+    if not isinstance(weights, list | tuple):
+        raise TypeError(
+            f"weights must be a list of arrays, one per layer, got {type(weights).__name__}"
+        )
+    if not weights:
+        raise ValueError("weights must hold at least one layer, got an empty list")
+    checked = [check_finite_array(f"weights[{i}]", w, ndim=(2, 3)) for i, w in enumerate(weights)]
+    ndim = checked[0].ndim
+    for i, w in enumerate(checked):
+        if w.ndim != ndim:
+            raise ValueError(
+                f"weights[{i}] has shape {w.shape} but weights[0] has shape {checked[0].shape}: "
+                "use 2-D weights for one network or 3-D (trials, n_in, n_out) for all layers"
+            )
+        if ndim == 3 and w.shape[0] != checked[0].shape[0]:
+            raise ValueError(
+                f"weights[{i}] stacks {w.shape[0]} trials but weights[0] stacks "
+                f"{checked[0].shape[0]}"
+            )
+        if 0 in w.shape:
+            raise ValueError(f"weights[{i}] has shape {w.shape}: every dimension must be >= 1")
+        if i > 0 and w.shape[-2] != checked[i - 1].shape[-1]:
+            raise ValueError(
+                f"weights[{i}] has shape {w.shape} but layer {i} outputs "
+                f"{checked[i - 1].shape[-1]} features"
+            )
+    return checked
+
+
+def _check_input(x: object, weights: list[np.ndarray]) -> np.ndarray:
+    stacked = weights[0].ndim == 3
+    x_array = check_finite_array("x", x, ndim=(2, 3) if stacked else (2,))
+    if 0 in x_array.shape:
+        raise ValueError(
+            f"x must hold at least one sample of at least one feature, got shape {x_array.shape}"
+        )
+    if x_array.ndim == 3 and x_array.shape[0] != weights[0].shape[0]:
+        raise ValueError(
+            f"x stacks {x_array.shape[0]} trials but the weights stack {weights[0].shape[0]}"
+        )
+    if x_array.shape[-1] != weights[0].shape[-2]:
+        raise ValueError(
+            f"weights[0] has shape {weights[0].shape} but x has {x_array.shape[-1]} features "
+            f"(x has shape {x_array.shape})"
+        )
+    return x_array
+
+
+def _check_square(weights: list[np.ndarray]) -> None:
+    for i, w in enumerate(weights):
+        if w.shape[-2] != w.shape[-1]:
+            raise ValueError(
+                f"residual=True needs every layer to keep its width (h_l = h_(l-1) + a_l), but "
+                f"weights[{i}] has shape {w.shape}"
+            )
+
+
+def _check_upstream(upstream: object, output_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    array = check_finite_array("upstream", upstream, ndim=range(len(output_shape) + 1))
+    try:
+        return np.broadcast_to(array.astype(dtype, copy=False), output_shape)
+    except ValueError as error:
+        raise ValueError(
+            f"upstream has shape {array.shape} but the output h_L has shape {output_shape}"
+        ) from error
+
+
+# --- the computation -----------------------------------------------------------------------------
+
+
+def _sum_of_squares(a: np.ndarray) -> np.ndarray:
+    """Sum of squares over the last two axes, as float64 (a dot product: fast, no temporary)."""
+    flat = a.reshape(*a.shape[:-2], -1)  # a view for the contiguous arrays the engine makes
+    return np.vecdot(flat, flat).astype(np.float64, copy=False)
+
+
+def _norms(a: np.ndarray) -> np.ndarray:
+    """Return the Frobenius norm over the last two axes, in float64, without over/underflow."""
+    squares = _sum_of_squares(a)
+    smallest = float(np.finfo(a.dtype).smallest_normal) * 1e4
+    if np.all((squares > smallest) & (squares < np.inf)):
+        return np.sqrt(squares)
+    # Rare: scale by the largest entry so that the squares neither overflow nor underflow.
+    largest = np.max(np.abs(a), axis=(-2, -1), keepdims=True)
+    safe = np.where((largest > 0) & np.isfinite(largest), largest, 1)
+    squares = _sum_of_squares(a / safe)
+    return np.sqrt(squares) * safe[..., 0, 0].astype(np.float64)
+
+
+def _divisor(norms: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Norms to divide by, with 1 where the norm is 0 or not finite (nothing to rescale)."""
+    usable = (norms > 0) & np.isfinite(norms)
+    return np.where(usable, norms, 1.0).astype(dtype)[..., np.newaxis, np.newaxis]
+
+
+def _batchnorm_forward(z: np.ndarray) -> np.ndarray:
+    """Normalise `z` in place over the batch axis; return `1 / sqrt(var + eps)`."""
+    z -= z.mean(axis=-2, keepdims=True)
+    variance = np.einsum("...bj,...bj->...j", z, z)[..., np.newaxis, :]
+    variance /= z.shape[-2]
+    variance += BATCHNORM_EPSILON
+    inverse_std = np.sqrt(variance, out=variance)
+    np.divide(1.0, inverse_std, out=inverse_std)
+    z *= inverse_std
+    return inverse_std
+
+
+def _batchnorm_backward(dz: np.ndarray, z_hat: np.ndarray, inverse_std: np.ndarray) -> None:
+    """Turn `dLoss/dz_hat` into `dLoss/dz` in place (biased batch statistics)."""
+    dz -= dz.mean(axis=-2, keepdims=True)
+    # mean(dz * z_hat) over the batch; z_hat has zero mean, so centring dz first changes nothing.
+    projection = np.einsum("...bj,...bj->...j", dz, z_hat)[..., np.newaxis, :]
+    projection /= dz.shape[-2]
+    dz -= z_hat * projection
+    dz *= inverse_std
+
+
+def _all_finite(a: np.ndarray, stack: tuple[int, ...]) -> np.ndarray:
+    return np.broadcast_to(np.isfinite(a).all(axis=(-2, -1)), stack)
+
+
+def _run(
+    x: np.ndarray,
+    weights: Sequence[np.ndarray],
+    activation: Activation,
+    *,
+    batchnorm: bool = False,
+    residual: bool = False,
+    upstream: np.ndarray | None = None,
+    keep_grads: bool = False,
+    gain: np.ndarray | None = None,
+    weight_grads: bool = True,
+) -> GradientFlow:
+    """Run the engine on checked arrays (no validation): the shared core of the public API.
+
+    `gain`, if given, multiplies every layer's weights per network without materialising the
+    product: it broadcasts against the stack shape, so base weights of shape `(trials, n, n)`
+    and a gain of shape `(scales, 1)` run `scales * trials` networks. With `weight_grads=False`
+    the weight gradients are skipped (their norms are nan) and the layer inputs are not kept.
+    """
+    dtype = x.dtype
+    depth = len(weights)
+    gain_shape = () if gain is None else gain.shape
+    stack = np.broadcast_shapes(x.shape[:-2], *(w.shape[:-2] for w in weights), gain_shape)
+    gain_array = None if gain is None else gain.astype(dtype)[..., np.newaxis, np.newaxis]
+
+    inputs: list[np.ndarray] = []
+    derivatives: list[np.ndarray] = []
+    normalised: list[tuple[np.ndarray, np.ndarray]] = []
+    mean = np.empty((*stack, depth))
+    std = np.empty((*stack, depth))
+    saturated = np.empty((*stack, depth))
+    finite = np.empty((depth, *stack), dtype=bool)
+    threshold = SATURATION_THRESHOLD * activation.derivative_max
+    axes = (-2, -1)
+
+    with np.errstate(all="ignore"):
+        h = x
+        for layer, w in enumerate(weights):
+            if weight_grads:
+                inputs.append(h)
+            z = np.matmul(h, w)
+            if gain_array is not None:
+                if z.shape[:-2] == stack:
+                    z *= gain_array
+                else:  # the first layer of a stack made by the gain alone
+                    z = z * gain_array
+            finite[layer] = _all_finite(z, stack)
+            if batchnorm:
+                inverse_std = _batchnorm_forward(z)
+                finite[layer] &= _all_finite(inverse_std, stack)
+                normalised.append((z, inverse_std))
+            a, d = activation.value_and_derivative(z)
+            if d is z or d is a:  # the backward pass overwrites d; keep z and a intact
+                d = d.copy()
+            mean[..., layer] = a.mean(axis=axes)
+            std[..., layer] = a.std(axis=axes)
+            saturated[..., layer] = (np.abs(d) < threshold).mean(axis=axes)
+            derivatives.append(d)
+            h = h + a if residual else a
+            finite[layer] &= _all_finite(h, stack)
+
+        log10_grads, log10_weight_grads, grads, w_grads = _backward(
+            h.shape,
+            upstream,
+            weights=weights,
+            inputs=inputs,
+            derivatives=derivatives,
+            normalised=normalised,
+            dtype=dtype,
+            gain=gain_array,
+            residual=residual,
+            keep_grads=keep_grads,
+            weight_grads=weight_grads,
+        )
+
+    overflowed = ~finite
+    trial_overflow = np.where(overflowed.any(axis=0), overflowed.argmax(axis=0) + 1, 0)
+    overflow_layer = int(trial_overflow[trial_overflow > 0].min()) if overflowed.any() else None
+    return GradientFlow(
+        log10_grad_norms=log10_grads,
+        log10_weight_grad_norms=log10_weight_grads,
+        activation_mean=mean,
+        activation_std=std,
+        saturated_fraction=saturated,
+        overflow_layer=overflow_layer,
+        trial_overflow_layer=trial_overflow,
+        activation=activation,
+        batchnorm=batchnorm,
+        residual=residual,
+        grads=grads,
+        weight_grads=w_grads,
+    )
+
+
+def _backward(
+    output_shape: tuple[int, ...],
+    upstream: np.ndarray | None,
+    *,
+    weights: Sequence[np.ndarray],
+    inputs: list[np.ndarray],
+    derivatives: list[np.ndarray],
+    normalised: list[tuple[np.ndarray, np.ndarray]],
+    dtype: np.dtype,
+    gain: np.ndarray | None,
+    residual: bool,
+    keep_grads: bool,
+    weight_grads: bool,
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...] | None, tuple[np.ndarray, ...] | None]:
+    """The backward pass in log space; consumes the caches (the derivatives are overwritten)."""
+    depth = len(weights)
+    stack = output_shape[:-2]
+    log10_grads = np.empty((*stack, depth + 1))
+    log10_weight_grads = np.full((*stack, depth), np.nan)
+    grads: list[np.ndarray] = []
+    w_grads: list[np.ndarray] = []
+
+    # The true gradient dLoss/dh_l is g * 10 ** log_scale, with ||g|| = 1 (or g = 0).
+    g = np.ones(output_shape, dtype) if upstream is None else upstream.astype(dtype, copy=True)
+    norms = _norms(g)
+    log_scale = np.log10(norms)
+    log10_grads[..., depth] = log_scale
+    g /= _divisor(norms, dtype)
+    if keep_grads:
+        grads.append(_unscale(g, log_scale, dtype))
+
+    for layer in range(depth - 1, -1, -1):
+        d = derivatives.pop()
+        if d.shape == g.shape and d.dtype == dtype and d.flags.writeable and d.flags.owndata:
+            dz = np.multiply(g, d, out=d)
+        else:
+            dz = g * d
+        if normalised:
+            z_hat, inverse_std = normalised.pop()
+            _batchnorm_backward(dz, z_hat, inverse_std)
+        if weight_grads:
+            dw = np.matmul(np.swapaxes(inputs.pop(), -1, -2), dz)
+            log10_weight_grads[..., layer] = np.log10(_norms(dw)) + log_scale
+            if keep_grads:
+                w_grads.append(_unscale(dw, log_scale, dtype))
+        g_below = np.matmul(dz, np.swapaxes(weights[layer], -1, -2))
+        if gain is not None:
+            g_below *= gain
+        if residual:
+            g_below += g
+        norms = _norms(g_below)
+        log_scale = log_scale + np.log10(norms)
+        log10_grads[..., layer] = log_scale
+        g_below /= _divisor(norms, dtype)
+        g = g_below
+        if keep_grads:
+            grads.append(_unscale(g, log_scale, dtype))
+
+    return (
+        log10_grads,
+        log10_weight_grads,
+        tuple(reversed(grads)) if keep_grads else None,
+        tuple(reversed(w_grads)) if keep_grads and weight_grads else None,
+    )
+
+
+def _unscale(g: np.ndarray, log_scale: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    scale = np.power(10.0, log_scale)[..., np.newaxis, np.newaxis]
+    return (g * scale).astype(dtype, copy=False)

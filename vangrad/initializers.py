@@ -1,0 +1,285 @@
+"""Weight initialisers: how the entries of each weight matrix are drawn.
+
+One registry, `INITIALIZERS`, maps a name to an `Initializer`. Each draws from a
+`numpy.random.Generator` (so a seed reproduces it), knows the variance of the entries it draws,
+and can draw a stack of independent matrices, shape `(trials, fan_in, fan_out)`, in one call.
+
+The weight scale means one thing per initialiser: for `"normal"` it is the standard deviation
+(and required); for every other initialiser it is a gain multiplying the weights (default 1),
+so the variance becomes `gain ** 2` times the initialiser's own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+import numpy as np
+
+from vangrad._validation import (
+    check_choice,
+    check_float_dtype,
+    check_positive_float,
+    check_positive_int,
+)
+
+__all__ = ["INITIALIZERS", "Initializer", "get_initializer"]
+
+Distribution = Literal["normal", "uniform", "orthogonal"]
+
+
+@dataclass(frozen=True)
+class Initializer:
+    """A rule for drawing a `(fan_in, fan_out)` weight matrix.
+
+    Attributes:
+        name: The registry name, such as `"he_normal"`.
+        description: One line with the rule and its variance formula.
+        distribution: `"normal"`, `"uniform"` (on a symmetric interval) or `"orthogonal"`.
+        base_variance: The variance of an entry at weight scale 1, as a function of
+            `(fan_in, fan_out)`.
+        scale_is_std: True for `"normal"`, whose weight scale is the standard deviation and must
+            be given; otherwise the weight scale is an optional gain (default 1).
+    """
+
+    name: str
+    description: str
+    distribution: Distribution
+    base_variance: Callable[[int, int], float] = field(repr=False)
+    scale_is_std: bool = False
+
+    def check_scale(self, weight_scale: object) -> float:
+        """Return the weight scale to use: the given one if valid, else 1 (a gain).
+
+        Raises:
+            ValueError: If `weight_scale` is missing for `"normal"`, or is not finite and > 0.
+            TypeError: If `weight_scale` is not a number.
+
+        Example:
+            ```py
+            from vangrad import INITIALIZERS
+
+            print(INITIALIZERS["he_normal"].check_scale(None))
+            #> 1.0
+            print(INITIALIZERS["normal"].check_scale(2))
+            #> 2.0
+            ```
+        """
+        if weight_scale is None:
+            if self.scale_is_std:
+                raise ValueError(
+                    f"weight_scale is required for init={self.name!r}: it is the standard "
+                    "deviation of the weights (a finite number > 0)"
+                )
+            return 1.0
+        return check_positive_float("weight_scale", weight_scale)
+
+    def variance(self, fan_in: int, fan_out: int, weight_scale: float | None = None) -> float:
+        """Return the variance of one entry of a `(fan_in, fan_out)` matrix.
+
+        Example:
+            ```py
+            from vangrad import INITIALIZERS
+
+            print(INITIALIZERS["xavier_normal"].variance(100, 300))
+            #> 0.005
+            print(INITIALIZERS["normal"].variance(100, 300, weight_scale=0.5))
+            #> 0.25
+            ```
+        """
+        fan_in = check_positive_int("fan_in", fan_in)
+        fan_out = check_positive_int("fan_out", fan_out)
+        return self.check_scale(weight_scale) ** 2 * self.base_variance(fan_in, fan_out)
+
+    def sample(
+        self,
+        rng: np.random.Generator,
+        fan_in: int,
+        fan_out: int,
+        *,
+        weight_scale: float | None = None,
+        trials: int | None = None,
+        dtype: type[np.floating] | str = np.float64,
+    ) -> np.ndarray:
+        """Draw one matrix of shape `(fan_in, fan_out)`, or a stack `(trials, fan_in, fan_out)`.
+
+        Args:
+            rng: The random generator, such as `np.random.default_rng(0)`.
+            fan_in: Rows: the width of the layer's input; an integer >= 1.
+            fan_out: Columns: the width of the layer's output; an integer >= 1.
+            weight_scale: The standard deviation for `"normal"` (required), a gain otherwise.
+            trials: If given, draw that many independent matrices, stacked on a leading axis.
+            dtype: `float64` (default) or `float32`.
+
+        Returns:
+            The weights.
+
+        Raises:
+            TypeError: If `rng` is not a `numpy.random.Generator` or an argument has the wrong
+                type.
+            ValueError: If a size is below 1 or `weight_scale` is missing or not positive.
+
+        Example:
+            ```py
+            import numpy as np
+
+            from vangrad import get_initializer
+
+            rng = np.random.default_rng(0)
+            weights = get_initializer("orthogonal").sample(rng, 3, 2, trials=5, weight_scale=2.0)
+            print(weights.shape, np.allclose(weights[0].T @ weights[0], 4 * np.eye(2)))
+            #> (5, 3, 2) True
+            ```
+        """
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(
+                f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
+                f"got {type(rng).__name__}"
+            )
+        fan_in = check_positive_int("fan_in", fan_in)
+        fan_out = check_positive_int("fan_out", fan_out)
+        scale = self.check_scale(weight_scale)
+        dtype = check_float_dtype("dtype", dtype)
+        stack = () if trials is None else (check_positive_int("trials", trials),)
+        shape = (*stack, fan_in, fan_out)
+        if self.distribution == "orthogonal":
+            weights = _haar_orthogonal(rng, shape, dtype)
+            weights *= scale
+            return weights
+        std = scale * math.sqrt(self.base_variance(fan_in, fan_out))
+        if self.distribution == "normal":
+            weights = rng.standard_normal(shape, dtype=dtype)
+            weights *= std
+            return weights
+        # Uniform on [-a, a] has variance a^2 / 3.
+        weights = rng.random(shape, dtype=dtype)
+        weights *= 2.0 * math.sqrt(3.0) * std
+        weights -= math.sqrt(3.0) * std
+        return weights
+
+
+def _haar_orthogonal(
+    rng: np.random.Generator, shape: tuple[int, ...], dtype: np.dtype
+) -> np.ndarray:
+    """Draw Haar-distributed matrices with orthonormal columns (tall) or rows (wide).
+
+    QR of a Gaussian matrix gives an orthonormal Q, but LAPACK's sign convention for R's diagonal
+    biases Q; multiplying each column of Q by the sign of R's diagonal entry removes the bias
+    (Mezzadri 2007), which makes Q Haar-distributed.
+    """
+    *stack, rows, cols = shape
+    tall, short = max(rows, cols), min(rows, cols)
+    gaussian = rng.standard_normal((*stack, tall, short), dtype=dtype)
+    q, r = np.linalg.qr(gaussian)
+    signs = np.sign(np.diagonal(r, axis1=-2, axis2=-1))
+    signs[signs == 0] = 1
+    q *= signs[..., np.newaxis, :]
+    if rows < cols:
+        q = np.swapaxes(q, -1, -2)
+    return np.ascontiguousarray(q, dtype=dtype)
+
+
+def _glorot(fan_in: int, fan_out: int) -> float:
+    return 2.0 / (fan_in + fan_out)
+
+
+def _he(fan_in: int, fan_out: int) -> float:
+    return 2.0 / fan_in
+
+
+def _lecun(fan_in: int, fan_out: int) -> float:
+    return 1.0 / fan_in
+
+
+def _unit(fan_in: int, fan_out: int) -> float:
+    return 1.0
+
+
+def _orthogonal(fan_in: int, fan_out: int) -> float:
+    # Orthonormal columns of length fan_in (or rows of length fan_out): squares sum to 1.
+    return 1.0 / max(fan_in, fan_out)
+
+
+INITIALIZERS: Mapping[str, Initializer] = MappingProxyType(
+    {
+        "normal": Initializer(
+            name="normal",
+            description="N(0, weight_scale^2): the weight scale is the standard deviation",
+            distribution="normal",
+            base_variance=_unit,
+            scale_is_std=True,
+        ),
+        "xavier_normal": Initializer(
+            name="xavier_normal",
+            description="Glorot normal: Var = 2 / (fan_in + fan_out)",
+            distribution="normal",
+            base_variance=_glorot,
+        ),
+        "xavier_uniform": Initializer(
+            name="xavier_uniform",
+            description="Glorot uniform on [-a, a], a = sqrt(6 / (fan_in + fan_out)): "
+            "Var = 2 / (fan_in + fan_out)",
+            distribution="uniform",
+            base_variance=_glorot,
+        ),
+        "he_normal": Initializer(
+            name="he_normal",
+            description="He normal: Var = 2 / fan_in",
+            distribution="normal",
+            base_variance=_he,
+        ),
+        "he_uniform": Initializer(
+            name="he_uniform",
+            description="He uniform on [-a, a], a = sqrt(6 / fan_in): Var = 2 / fan_in",
+            distribution="uniform",
+            base_variance=_he,
+        ),
+        "lecun_normal": Initializer(
+            name="lecun_normal",
+            description="LeCun normal: Var = 1 / fan_in",
+            distribution="normal",
+            base_variance=_lecun,
+        ),
+        "orthogonal": Initializer(
+            name="orthogonal",
+            description="Haar-random orthonormal columns (tall) or rows (wide): "
+            "Var = 1 / max(fan_in, fan_out)",
+            distribution="orthogonal",
+            base_variance=_orthogonal,
+        ),
+    }
+)
+"""Every initialiser by name."""
+
+
+def get_initializer(init: str | Initializer) -> Initializer:
+    """Return an initialiser by name, or pass an `Initializer` through.
+
+    Args:
+        init: A name from `INITIALIZERS`, or an `Initializer`.
+
+    Returns:
+        The `Initializer`.
+
+    Raises:
+        TypeError: If `init` is not a string or an `Initializer`.
+        ValueError: If the name is unknown; the message lists the valid names.
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad import get_initializer
+
+        he = get_initializer("he_normal")
+        weights = he.sample(np.random.default_rng(0), 500, 500)
+        print(he.variance(500, 500), round(float(weights.var()), 4))
+        #> 0.004 0.004
+        ```
+    """
+    if isinstance(init, Initializer):
+        return init
+    return INITIALIZERS[check_choice("init", init, INITIALIZERS)]

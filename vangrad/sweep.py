@@ -1,0 +1,198 @@
+"""Sweep a grid of activations, initialisers, weight scales and depths in a few batched runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vangrad._validation import (
+    check_bool,
+    check_finite_array,
+    check_float_dtype,
+    check_positive_float,
+    check_positive_int,
+)
+from vangrad.activations import Activation
+from vangrad.engine import _check_activation, _run
+from vangrad.initializers import Initializer, get_initializer
+from vangrad.simulation import _make_rng
+
+__all__ = ["Sweep", "sweep"]
+
+
+@dataclass(frozen=True, eq=False)
+class Sweep:
+    """The input-layer gradient over a grid, as `log10` norms.
+
+    Every array of statistics has the axes `dims`: `(activation, init, weight_scale, depth)`;
+    `log10_input_grad` has one more axis, the trials.
+
+    Attributes:
+        activations: The activation names, labels of axis 0.
+        inits: The initialiser names, labels of axis 1.
+        weight_scales: The weight scales (standard deviations for `"normal"`, gains otherwise),
+            labels of axis 2.
+        depths: The depths, labels of axis 3.
+        log10_input_grad: `log10 ||dLoss/dx||` for every grid point and trial.
+        median: The median over trials of `log10_input_grad`.
+        q25: The lower quartile over trials.
+        q75: The upper quartile over trials.
+        overflow_fraction: The fraction of trials whose forward pass overflowed.
+        dims: The names of the axes.
+    """
+
+    activations: tuple[str, ...]
+    inits: tuple[str, ...]
+    weight_scales: np.ndarray
+    depths: np.ndarray
+    log10_input_grad: np.ndarray = field(repr=False)
+    median: np.ndarray
+    q25: np.ndarray = field(repr=False)
+    q75: np.ndarray = field(repr=False)
+    overflow_fraction: np.ndarray = field(repr=False)
+    dims: tuple[str, ...] = ("activation", "init", "weight_scale", "depth")
+
+
+def sweep(
+    depths: Sequence[int],
+    *,
+    width: int,
+    batch_size: int,
+    activations: Sequence[str | Activation] = ("tanh",),
+    inits: Sequence[str | Initializer] = ("xavier_normal",),
+    weight_scales: Sequence[float] | None = None,
+    trials: int = 16,
+    batchnorm: bool = False,
+    residual: bool = False,
+    seed: int | np.random.Generator = 0,
+    dtype: str | type[np.floating] = "float64",
+) -> Sweep:
+    """Measure the input-layer gradient norm over a grid of networks.
+
+    For each initialiser, `trials` base networks of the largest depth are drawn once (with
+    weight scale 1) and shared by every activation, weight scale and depth: a network of depth
+    `d` uses the first `d` layers, and the weight scale multiplies the weights. These common
+    random numbers make neighbouring grid points directly comparable. All weight scales (and
+    trials) of one (activation, init, depth) run as one stacked engine call. Each trial has its
+    own input, standard normal of shape `(batch_size, width)`.
+
+    Memory grows as `depth * len(weight_scales) * trials * batch_size * width` floats.
+
+    Args:
+        depths: The depths; integers >= 1.
+        width: The number of units in every layer; an integer >= 1.
+        batch_size: The number of input samples; an integer >= 1 (>= 2 with `batchnorm`).
+        activations: Names from `ACTIVATIONS` (or `Activation`s).
+        inits: Names from `INITIALIZERS` (or `Initializer`s).
+        weight_scales: Standard deviations for `"normal"` (then required), gains for the
+            others. Default: `[1.0]`.
+        trials: The number of networks per grid point; an integer >= 1.
+        batchnorm: Normalise each layer's pre-activations over the batch.
+        residual: Add each layer's input to its output.
+        seed: An integer >= 0, or a `numpy.random.Generator`.
+        dtype: `"float64"` (default) or `"float32"`.
+
+    Returns:
+        A `Sweep`.
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: If a value is out of range, a name is unknown, or `weight_scales` is missing
+            while `inits` includes `"normal"`.
+
+    Example:
+        ```py
+        from vangrad import sweep
+
+        scales = {"weight_scales": [0.1, 0.5], "inits": ["normal"]}
+        grid = sweep([5, 20], width=16, batch_size=8, activations=["tanh", "relu"], **scales)
+        print(grid.dims, grid.median.shape)
+        #> ('activation', 'init', 'weight_scale', 'depth') (2, 1, 2, 2)
+        print(grid.median[0, 0].round(1).tolist())
+        #> [[-1.1, -7.3], [1.3, 2.1]]
+        ```
+    """
+    depth_values = _check_depths(depths)
+    width = check_positive_int("width", width)
+    batch_size = check_positive_int("batch_size", batch_size)
+    trials = check_positive_int("trials", trials)
+    acts = [_check_activation(a) for a in _check_list("activations", activations)]
+    initializers = [get_initializer(i) for i in _check_list("inits", inits)]
+    scales = _check_scales(weight_scales, initializers)
+    batchnorm = check_bool("batchnorm", batchnorm)
+    residual = check_bool("residual", residual)
+    float_dtype = check_float_dtype("dtype", dtype)
+    if batchnorm and batch_size < 2:
+        raise ValueError(f"batchnorm=True needs batch_size >= 2, got batch_size={batch_size}")
+    rng = _make_rng(seed)
+
+    shape = (len(acts), len(initializers), scales.size, depth_values.size, trials)
+    values = np.empty(shape)
+    overflowed = np.empty(shape, dtype=bool)
+    gain = scales[:, np.newaxis]  # (scales, 1) against (trials,): a (scales, trials) stack
+    max_depth = int(depth_values.max())
+    for i, initializer in enumerate(initializers):
+        x = rng.standard_normal((trials, batch_size, width), dtype=float_dtype)
+        base = initializer.sample(
+            rng, width, width, weight_scale=1.0, trials=max_depth * trials, dtype=float_dtype
+        ).reshape(max_depth, trials, width, width)
+        for a, act in enumerate(acts):
+            for k, depth in enumerate(depth_values):
+                flow = _run(
+                    x,
+                    list(base[:depth]),
+                    act,
+                    batchnorm=batchnorm,
+                    residual=residual,
+                    gain=gain,
+                    weight_grads=False,
+                )
+                values[a, i, :, k] = flow.log10_grad_norms[..., 0]
+                overflowed[a, i, :, k] = flow.trial_overflow_layer > 0
+
+    q25, median, q75 = np.quantile(values, [0.25, 0.5, 0.75], axis=-1)
+    return Sweep(
+        activations=tuple(act.name for act in acts),
+        inits=tuple(initializer.name for initializer in initializers),
+        weight_scales=scales,
+        depths=depth_values,
+        log10_input_grad=values,
+        median=median,
+        q25=q25,
+        q75=q75,
+        overflow_fraction=overflowed.mean(axis=-1),
+    )
+
+
+def _check_list(name: str, value: object) -> list[object]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list, such as ['tanh'], got {value!r}")
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    return list(value)
+
+
+def _check_depths(depths: object) -> np.ndarray:
+    values = [
+        check_positive_int(f"depths[{i}]", d) for i, d in enumerate(_check_list("depths", depths))
+    ]
+    return np.array(values)
+
+
+def _check_scales(weight_scales: object, initializers: list[Initializer]) -> np.ndarray:
+    if weight_scales is None:
+        needs = [i.name for i in initializers if i.scale_is_std]
+        if needs:
+            raise ValueError(
+                f"weight_scales is required for init {needs[0]!r}: it lists the standard "
+                "deviations of the weights, such as [0.5, 1.0, 1.5]"
+            )
+        return np.ones(1)
+    scales = check_finite_array(
+        "weight_scales", _check_list("weight_scales", weight_scales), ndim=(1,)
+    )
+    for i, scale in enumerate(scales.tolist()):
+        check_positive_float(f"weight_scales[{i}]", scale)
+    return scales.astype(np.float64)
