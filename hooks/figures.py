@@ -26,15 +26,25 @@ from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
 import vangrad
-from vangrad.plotting import plot_gradient_bound
+from vangrad.plotting import plot_activation, plot_gradient_bound
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "figures"
 FIGURE_DIR = "figures"
 
-# name -> function drawing the figure on a new Axes and returning it
+
+def _sigmoid_and_tanh_saturation() -> Axes:
+    _, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharey=True)
+    plot_activation("sigmoid", tangent_at=2.0, ax=left)
+    plot_activation("tanh", tangent_at=2.0, ax=right)
+    right.set_ylabel("")
+    return left
+
+
+# name -> function drawing the figure on new Axes and returning one of them
 FIGURES: dict[str, Callable[[], Axes]] = {
     "gradient-bound": lambda: plot_gradient_bound(30),
+    "sigmoid-tanh-saturation": _sigmoid_and_tanh_saturation,
 }
 
 

@@ -11,9 +11,11 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from vangrad.activations import Activation, get_activation
 from vangrad.bounds import SIGMOID_DERIVATIVE_MAX, log10_gradient_bound
+from vangrad.engine import SATURATION_THRESHOLD
 
-__all__ = ["plot_gradient_bound"]
+__all__ = ["plot_activation", "plot_gradient_bound", "saturation_edge"]
 
 
 def _new_axes(ax: Axes | None) -> Axes:
@@ -74,4 +76,112 @@ def plot_gradient_bound(
     ax.grid(visible=True, which="both", linestyle="--", alpha=0.5)
     ax.legend()
     ax.set_xlim(0, k[-1] + 1)
+    return ax
+
+
+def saturation_edge(activation: str | Activation, *, limit: float = 50.0) -> float:
+    """Return the smallest `|z|` beyond which the activation counts as saturated.
+
+    Saturated means what the engine's `saturated_fraction` means: the local derivative is below
+    1% of the activation's largest derivative. Found on a fine grid (steps of 1e-4), on the
+    positive side; the sigmoid and tanh are symmetric, so the edge is the same on the left.
+
+    Args:
+        activation: A name from `ACTIVATIONS` or an `Activation`.
+        limit: How far to look; the edge must lie below it.
+
+    Returns:
+        The edge as a float, to four decimals.
+
+    Raises:
+        ValueError: If the derivative stays above the threshold up to `limit` (ReLU, linear).
+
+    Example:
+        ```py
+        from vangrad.plotting import saturation_edge
+
+        print(saturation_edge("sigmoid"), saturation_edge("tanh"))
+        #> 5.9865 2.9933
+        ```
+    """
+    act = get_activation(activation)
+    z = np.arange(0.0, limit, 1e-4)
+    below = act.derivative(z) < SATURATION_THRESHOLD * act.derivative_max
+    if not below.any():
+        raise ValueError(
+            f"activation {act.name!r} does not saturate for |z| < {limit:g}: its derivative "
+            f"stays above {SATURATION_THRESHOLD:.0%} of its maximum"
+        )
+    return round(float(z[np.argmax(below)]), 4)
+
+
+def plot_activation(
+    activation: str | Activation,
+    *,
+    tangent_at: float | None = None,
+    span: float = 8.0,
+    ax: Axes | None = None,
+) -> Axes:
+    """Plot an activation and its derivative, with the saturated regions shaded.
+
+    Shaded: where the derivative is below 1% of its maximum (the engine's definition of a
+    saturated unit). With `tangent_at`, the tangent line at that point is drawn too: its slope
+    is the factor a gradient is multiplied by when it passes a unit sitting there.
+
+    Args:
+        activation: A name from `ACTIVATIONS` or an `Activation`.
+        tangent_at: Where to draw the tangent, or `None` for no tangent.
+        span: The x axis runs from `-span` to `span`.
+        ax: Where to draw; a new figure when omitted.
+
+    Returns:
+        The `Axes` drawn on.
+
+    Example:
+        ```py
+        from vangrad.plotting import plot_activation
+
+        ax = plot_activation("sigmoid", tangent_at=2.0)
+        _, labels = ax.get_legend_handles_labels()
+        print(labels[-1])
+        #> tangent at z = 2, slope 0.105
+        ```
+    """
+    act = get_activation(activation)
+    z = np.linspace(-span, span, 801)
+    value, slope = act.value_and_derivative(z)
+    ax = _new_axes(ax)
+    ax.plot(z, value, label=f"{act.name}(z)", color="C0", linewidth=2)
+    ax.plot(z, slope, label=f"{act.name}'(z)", color="C1", linewidth=2, linestyle="--")
+    if act.squashing:
+        saturated = slope < SATURATION_THRESHOLD * act.derivative_max
+        ax.fill_between(
+            z,
+            0,
+            1,
+            where=saturated,
+            transform=ax.get_xaxis_transform(),
+            color="0.85",
+            label=f"saturated: derivative < {SATURATION_THRESHOLD:.0%} of its peak",
+        )
+    if tangent_at is not None:
+        point = np.array([float(tangent_at)])
+        y0, k = (float(v[0]) for v in act.value_and_derivative(point))
+        near = np.linspace(point[0] - 2, point[0] + 2, 2)
+        ax.plot(
+            near,
+            y0 + k * (near - point[0]),
+            color="C2",
+            linewidth=1.5,
+            label=f"tangent at z = {point[0]:g}, slope {k:.3g}",
+        )
+        ax.plot(point, [y0], "o", color="C2")
+    ax.axhline(0, color="0.3", linewidth=0.8)
+    ax.set_xlim(-span, span)
+    ax.set_xlabel("pre-activation z (unitless)")
+    ax.set_ylabel("value")
+    ax.set_title(f"{act.name} and its derivative (peak {act.derivative_max:.3g})")
+    ax.grid(visible=True, linestyle="--", alpha=0.5)
+    # Below the axes: inside, it would hide part of a curve for one activation or another.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize="small")
     return ax
