@@ -56,3 +56,10 @@ def test_bad_arguments() -> None:
         clip_by_norm([np.ones(3), np.array([np.inf])], max_norm=1.0)
     with pytest.raises(TypeError, match=r"grads\[0\] must be a numeric array"):
         clip_by_norm([np.array(["a"])], max_norm=1.0)
+
+
+def test_clipping_survives_a_global_norm_that_overflows() -> None:
+    # The norm of four entries of 1e308 is 2e308: inf in float64. The clipped gradient is not.
+    clipped, norm = clip_by_norm([np.full(4, 1e308)], 1.0)
+    assert norm == np.inf
+    np.testing.assert_allclose(clipped[0], [0.5] * 4, rtol=1e-12)

@@ -444,3 +444,54 @@ def test_seed004_recurrence_differs_by_orders_of_magnitude_for_other_inputs() ->
     buggy = seed004_recurrence(x, weights)
     correct = backprop(x, weights, "tanh").grad_norms
     assert correct[0] / buggy[0] > 100
+
+
+# --- edge cases found in review ------------------------------------------------------------------
+
+
+def test_norms_do_not_overflow_when_the_squares_would() -> None:
+    # In float32 the squares of 1e20 overflow; the norm of a 2x2 block of 1e20 is 2e20.
+    x = np.full((2, 2), 1e20, dtype=np.float32)
+    flow = backprop(x, [np.eye(2, dtype=np.float32)], "linear", upstream=x)
+    np.testing.assert_allclose(flow.log10_grad_norms, [np.log10(2e20)] * 2, rtol=1e-6)
+    np.testing.assert_allclose(flow.log10_weight_grad_norms, [np.log10(2 * 2e40)], rtol=1e-6)
+
+
+def test_norms_do_not_underflow_when_the_squares_would() -> None:
+    x = np.full((2, 2), 1e-200)
+    flow = backprop(x, [np.eye(2)], "linear", upstream=x)
+    np.testing.assert_allclose(flow.log10_grad_norms, [np.log10(2e-200)] * 2, rtol=1e-12)
+
+
+def test_upstream_that_overflows_the_network_dtype_is_refused() -> None:
+    x = np.ones((2, 3), dtype=np.float32)
+    weights = [np.eye(3, dtype=np.float32)]
+    with pytest.raises(ValueError, match=r"upstream overflows in float32"):
+        backprop(x, weights, "linear", upstream=np.full((2, 3), 1e39))
+
+
+def test_kept_gradients_are_zero_not_nan_where_the_scale_overflows() -> None:
+    weights = [np.diag([1e10, 1e10])] * 40
+    flow = backprop(
+        np.full((1, 2), 1e-300), weights, "linear", upstream=[[1.0, 0.0]], keep_grads=True
+    )
+    assert flow.grads is not None
+    assert not np.isnan(flow.grads[0]).any()
+    assert flow.grads[0][0, 1] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_leaves_a_constant_column_at_zero(dtype: type) -> None:
+    # Identical samples: every z column is constant, so the normalised z is exactly 0 and
+    # tanh(0) = 0. A rounding error in the mean, divided by sqrt(1e-5), would not be.
+    x = np.tile(np.array([[1e13, 1e5, -7.1]], dtype=dtype), (3, 1))
+    flow = backprop(x, [np.eye(3, dtype=dtype)], "tanh", batchnorm=True)
+    assert flow.activation_std.tolist() == [0.0]
+    assert flow.activation_mean.tolist() == [0.0]
+
+
+def test_custom_activation_with_a_constant_derivative() -> None:
+    identity = Activation("identity", lambda z: z, lambda z: 1.0, 1.0, False)
+    flow = backprop(np.ones((2, 3)), [np.eye(3)] * 3, identity)
+    reference = backprop(np.ones((2, 3)), [np.eye(3)] * 3, "linear")
+    np.testing.assert_allclose(flow.log10_grad_norms, reference.log10_grad_norms)

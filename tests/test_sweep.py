@@ -174,3 +174,25 @@ def test_sweep_needs_weight_scales_for_normal() -> None:
         sweep([3], width=4, batch_size=2, inits=["normal"])
     default = sweep([3], width=4, batch_size=2, inits=["he_normal"], trials=2)
     assert default.weight_scales.tolist() == [1.0]
+
+
+def test_sweep_quartiles_are_the_quantiles_of_the_trials() -> None:
+    grid = sweep([3, 6], width=8, batch_size=4, activations=["tanh"], trials=9)
+    for level, field in ((0.25, grid.q25), (0.5, grid.median), (0.75, grid.q75)):
+        expected = np.quantile(grid.log10_input_grad, level, axis=-1, method="inverted_cdf")
+        np.testing.assert_array_equal(field, expected)
+    assert np.all(grid.q25 <= grid.median)
+    assert np.all(grid.median <= grid.q75)
+
+
+def test_sweep_of_dead_relu_stacks_reports_minus_infinity_not_nan() -> None:
+    grid = sweep([60], width=2, batch_size=1, activations=["relu"], inits=["he_normal"], trials=16)
+    assert np.isneginf(grid.log10_input_grad).any()
+    assert not np.isnan(grid.median).any()
+    assert not np.isnan(grid.q25).any()
+
+
+def test_sweep_accepts_numpy_arrays() -> None:
+    grid = sweep(np.array([2, 3]), width=4, batch_size=2, weight_scales=np.linspace(0.5, 1.5, 3))
+    assert grid.depths.tolist() == [2, 3]
+    assert grid.weight_scales.tolist() == [0.5, 1.0, 1.5]

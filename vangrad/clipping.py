@@ -13,13 +13,10 @@ from vangrad._validation import check_finite_array, check_positive_float
 __all__ = ["clip_by_norm"]
 
 
-def _norm(array: np.ndarray) -> float:
-    """The Frobenius norm, scaled by the largest entry so that huge gradients do not overflow."""
-    largest = float(np.max(np.abs(array), initial=0.0))
-    if largest == 0.0:
-        return 0.0
+def _scaled_norm(array: np.ndarray, largest: float) -> float:
+    """The Frobenius norm of `array / largest`: at most sqrt(size), so it cannot overflow."""
     scaled = array / largest
-    return largest * math.sqrt(float(np.vdot(scaled, scaled)))
+    return math.sqrt(float(np.vdot(scaled, scaled)))
 
 
 def clip_by_norm(grads: Sequence[ArrayLike], max_norm: float) -> tuple[list[np.ndarray], float]:
@@ -56,8 +53,14 @@ def clip_by_norm(grads: Sequence[ArrayLike], max_norm: float) -> tuple[list[np.n
         raise TypeError(f"grads must be a list of arrays, got {type(grads).__name__}")
     max_norm = check_positive_float("max_norm", max_norm)
     arrays = [check_finite_array(f"grads[{i}]", g, ndim=range(33)) for i, g in enumerate(grads)]
-    norm = math.hypot(*(_norm(a) for a in arrays))
+    # Every array is divided by the same largest entry, so the clipping factor stays finite
+    # even where the global norm itself overflows to inf (gradients near 1e308).
+    largest = max((float(np.max(np.abs(a), initial=0.0)) for a in arrays), default=0.0)
+    if largest == 0.0:
+        return arrays, 0.0
+    scaled_norm = math.hypot(*(_scaled_norm(a, largest) for a in arrays))
+    norm = largest * scaled_norm
     if norm <= max_norm:
         return arrays, norm
-    factor = max_norm / norm
+    factor = (max_norm / largest) / scaled_norm
     return [a * factor for a in arrays], norm

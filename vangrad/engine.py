@@ -254,8 +254,12 @@ def _check_square(weights: list[np.ndarray]) -> None:
 
 def _check_upstream(upstream: object, output_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     array = check_finite_array("upstream", upstream, ndim=range(len(output_shape) + 1))
+    with np.errstate(over="ignore"):
+        cast = array.astype(dtype, copy=False)
+    if not np.all(np.isfinite(cast)):
+        raise ValueError(f"upstream overflows in {np.dtype(dtype).name}, the network's dtype")
     try:
-        return np.broadcast_to(array.astype(dtype, copy=False), output_shape)
+        return np.broadcast_to(cast, output_shape)
     except ValueError as error:
         raise ValueError(
             f"upstream has shape {array.shape} but the output h_L has shape {output_shape}"
@@ -292,6 +296,9 @@ def _divisor(norms: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 def _batchnorm_forward(z: np.ndarray) -> np.ndarray:
     """Normalise `z` in place over the batch axis; return `1 / sqrt(var + eps)`."""
+    # Centre on the first sample before taking the mean: for a column of identical values the
+    # mean is then exactly 0, instead of a rounding error that 1/sqrt(eps) would blow up.
+    z -= z[..., :1, :]
     z -= z.mean(axis=-2, keepdims=True)
     variance = np.einsum("...bj,...bj->...j", z, z)[..., np.newaxis, :]
     variance /= z.shape[-2]
@@ -368,7 +375,10 @@ def _run(
                 finite[layer] &= _all_finite(inverse_std, stack)
                 normalised.append((z, inverse_std))
             a, d = activation.value_and_derivative(z)
-            if d is z or d is a:  # the backward pass overwrites d; keep z and a intact
+            if np.shape(a) != z.shape or np.shape(d) != z.shape:  # e.g. a constant derivative
+                a = np.broadcast_to(a, z.shape).astype(dtype)
+                d = np.broadcast_to(d, z.shape).astype(dtype)
+            elif d is z or d is a:  # the backward pass overwrites d; keep z and a intact
                 d = d.copy()
             mean[..., layer] = a.mean(axis=axes)
             std[..., layer] = a.std(axis=axes)
@@ -478,4 +488,5 @@ def _backward(
 
 def _unscale(g: np.ndarray, log_scale: np.ndarray, dtype: np.dtype) -> np.ndarray:
     scale = np.power(10.0, log_scale)[..., np.newaxis, np.newaxis]
-    return (g * scale).astype(dtype, copy=False)
+    # Where the scale overflows, an exact zero must stay zero rather than become inf * 0 = nan.
+    return np.where(g == 0, 0.0, g * scale).astype(dtype, copy=False)

@@ -152,7 +152,9 @@ def sweep(
                 values[a, i, :, k] = flow.log10_grad_norms[..., 0]
                 overflowed[a, i, :, k] = flow.trial_overflow_layer > 0
 
-    q25, median, q75 = np.quantile(values, [0.25, 0.5, 0.75], axis=-1)
+    # No interpolation: a trial whose gradient is exactly 0 (log10 = -inf, a dead ReLU stack)
+    # would turn an interpolated quantile into -inf - -inf = nan.
+    q25, median, q75 = np.quantile(values, [0.25, 0.5, 0.75], axis=-1, method="inverted_cdf")
     return Sweep(
         activations=tuple(act.name for act in acts),
         inits=tuple(initializer.name for initializer in initializers),
@@ -166,9 +168,15 @@ def sweep(
     )
 
 
+_EXAMPLES = {"depths": "[10, 50]", "weight_scales": "[0.5, 1.0, 1.5]"}
+
+
 def _check_list(name: str, value: object) -> list[object]:
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return value.tolist()
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be a list, such as ['tanh'], got {value!r}")
+        example = _EXAMPLES.get(name, "['tanh']")
+        raise TypeError(f"{name} must be a list, such as {example}, got {value!r}")
     if not value:
         raise ValueError(f"{name} must not be empty")
     return list(value)
