@@ -36,7 +36,9 @@ class Sweep:
             labels of axis 2.
         depths: The depths, labels of axis 3.
         log10_input_grad: `log10 ||dLoss/dx||` for every grid point and trial.
-        median: The median over trials of `log10_input_grad`.
+        median: The median over trials of `log10_input_grad`. Quantiles here are trial values,
+            never interpolated (numpy's `inverted_cdf`: the lower middle for an even count), so
+            a trial whose gradient is exactly 0 gives `-inf`, not `nan`.
         q25: The lower quartile over trials.
         q75: The upper quartile over trials.
         overflow_fraction: The fraction of trials whose forward pass overflowed.
@@ -111,7 +113,7 @@ def sweep(
         print(grid.dims, grid.median.shape)
         #> ('activation', 'init', 'weight_scale', 'depth') (2, 1, 2, 2)
         print(grid.median[0, 0].round(1).tolist())
-        #> [[-1.1, -7.3], [1.3, 2.1]]
+        #> [[-1.1, -7.3], [1.2, 2.1]]
         ```
     """
     depth_values = _check_depths(depths)
