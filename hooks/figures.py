@@ -1,17 +1,26 @@
 """MkDocs hook: draw the site's figures and tables from `vangrad` while the site builds.
 
 A page refers to a figure by its file name, `![alt text](figures/NAME.svg)`, and to a table by a
-marker line, `<!-- table: NAME -->`. Both are made here by calling `vangrad`, never pasted in,
-so a change to the package shows on the site at the next build. Figures are cached under
-`.cache/figures`, keyed by a hash of `vangrad`'s source and of this file, so `mkdocs serve`
-reloads stay fast while any code change redraws them.
+marker line, `<!-- table: NAME -->`. Both are made by calling `vangrad`, never pasted in, so a
+change to the package shows on the site at the next build.
+
+They are drawn in a fresh Python process (this file run as a script) and cached under
+`.cache/figures/KEY/`, where KEY hashes `vangrad`'s source and this file. A fresh process matters
+under `mkdocs serve`: the server keeps its first import of `vangrad`, so drawing in-process after
+an edit would store old pictures under the new key. Unchanged code costs nothing; any change
+redraws everything, which takes a second or two.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,102 +30,133 @@ import matplotlib
 matplotlib.use("Agg")  # no display during a build
 
 import matplotlib.pyplot as plt
-from matplotlib.axes import Axes
 from mkdocs.exceptions import PluginError
-from mkdocs.structure.files import File, Files
-
-import vangrad
-from vangrad.plotting import plot_activation, plot_gradient_bound
+from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "figures"
 FIGURE_DIR = "figures"
-
-
-def _sigmoid_and_tanh_saturation() -> Axes:
-    _, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharey=True)
-    plot_activation("sigmoid", tangent_at=2.0, ax=left)
-    plot_activation("tanh", tangent_at=2.0, ax=right)
-    right.set_ylabel("")
-    return left
-
-
-# name -> function drawing the figure on new Axes and returning one of them
-FIGURES: dict[str, Callable[[], Axes]] = {
-    "gradient-bound": lambda: plot_gradient_bound(30),
-    "sigmoid-tanh-saturation": _sigmoid_and_tanh_saturation,
-}
-
-
-def _bound_table() -> str:
-    depths = (5, 10)
-    rows = ["| layer (input = 1) | " + " | ".join(f"{d}-layer stack" for d in depths) + " |"]
-    rows.append("|---:|" + "---:|" * len(depths))
-    bounds = {d: vangrad.gradient_bound(d) for d in depths}
-    for layer in range(1, max(depths) + 1):
-        cells = [f"{bounds[d][layer - 1]:.3e}" if layer <= d else "" for d in depths]
-        rows.append(f"| {layer} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
-# name -> function returning a Markdown table
-TABLES: dict[str, Callable[[], str]] = {
-    "gradient-bound": _bound_table,
-}
-
 _TABLE_MARKER = re.compile(r"^<!-- table: (?P<name>[\w-]+) -->$", re.MULTILINE)
+_current: dict[str, Path] = {}
 
 
-def _source_hash() -> str:
+# --- what is drawn (runs in the child process only) ----------------------------------------------
+
+
+def _figures() -> dict[str, Callable[[], Any]]:
+    """Name -> function drawing the figure on new Axes and returning one of them."""
+    from vangrad.plotting import plot_activation, plot_gradient_bound
+
+    def sigmoid_and_tanh_saturation() -> Any:
+        _, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharey=True)
+        plot_activation("sigmoid", tangent_at=2.0, ax=left)
+        plot_activation("tanh", tangent_at=2.0, ax=right)
+        right.set_ylabel("")
+        return left
+
+    return {
+        "gradient-bound": lambda: plot_gradient_bound(30),
+        "sigmoid-tanh-saturation": sigmoid_and_tanh_saturation,
+    }
+
+
+def _tables() -> dict[str, Callable[[], str]]:
+    """Name -> function returning a Markdown table."""
+    import vangrad
+
+    def gradient_bound_table() -> str:
+        depths = (5, 10)
+        rows = ["| layer (input = 1) | " + " | ".join(f"{d}-layer stack" for d in depths) + " |"]
+        rows.append("|---:|" + "---:|" * len(depths))
+        bounds = {d: vangrad.gradient_bound(d) for d in depths}
+        for layer in range(1, max(depths) + 1):
+            cells = [f"{bounds[d][layer - 1]:.3e}" if layer <= d else "" for d in depths]
+            rows.append(f"| {layer} | " + " | ".join(cells) + " |")
+        return "\n".join(rows)
+
+    return {"gradient-bound": gradient_bound_table}
+
+
+def render_all(out: Path) -> None:
+    """Write every figure (`NAME.svg`) and table (`NAME.md`) into `out`."""
+    style = {
+        "svg.hashsalt": "vangrad",  # the same code draws the same bytes
+        "svg.fonttype": "path",  # text as paths: no font to fetch, same look everywhere
+        "figure.facecolor": "white",  # legible on the dark palette too
+        "savefig.facecolor": "white",
+    }
+    for name, draw in _figures().items():
+        with plt.rc_context(style):
+            ax = draw()
+            buffer = io.BytesIO()
+            ax.figure.savefig(buffer, format="svg", metadata={"Date": None})
+            plt.close(ax.figure)
+        (out / f"{name}.svg").write_bytes(buffer.getvalue())
+    for name, make in _tables().items():
+        (out / f"{name}.md").write_text(make() + "\n", encoding="utf-8")
+
+
+# --- the hook (runs inside mkdocs) ---------------------------------------------------------------
+
+
+def _source_key() -> str:
     digest = hashlib.sha256()
     for path in sorted([*(ROOT / "vangrad").rglob("*.py"), Path(__file__)]):
+        digest.update(path.relative_to(ROOT).as_posix().encode())
         digest.update(path.read_bytes())
-    digest.update(matplotlib.__version__.encode())
     return digest.hexdigest()[:16]
 
 
-def render_svg(name: str) -> bytes:
-    """Draw one figure and return it as SVG bytes (deterministic for the same code)."""
-    with plt.rc_context(
-        {
-            "svg.hashsalt": "vangrad",
-            "svg.fonttype": "path",  # text as paths: no font to fetch, same look everywhere
-            "figure.facecolor": "white",  # legible on the dark palette too
-            "savefig.facecolor": "white",
-        }
-    ):
-        ax = FIGURES[name]()
-        buffer = io.BytesIO()
-        ax.figure.savefig(buffer, format="svg", metadata={"Date": None})
-        plt.close(ax.figure)
-    return buffer.getvalue()
-
-
-def on_files(files: Files, config: Any, **_: Any) -> Files:
-    """Add every figure to the site as a generated file."""
-    key = _source_hash()
+def _rendered() -> Path:
+    """The folder holding this code's figures and tables, drawing them first if needed."""
+    key = _source_key()
+    folder = CACHE / key
+    if folder.is_dir():
+        return folder
     CACHE.mkdir(parents=True, exist_ok=True)
-    for name in FIGURES:
-        cached = CACHE / f"{name}-{key}.svg"
-        if not cached.exists():
-            for stale in CACHE.glob(f"{name}-*.svg"):
-                stale.unlink()
-            cached.write_bytes(render_svg(name))
-        files.append(
-            File.generated(config, f"{FIGURE_DIR}/{name}.svg", content=cached.read_bytes())
-        )
+    staging = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=CACHE))
+    result = subprocess.run(
+        [sys.executable, __file__, str(staging)],
+        cwd=ROOT,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PluginError(f"drawing the site's figures failed:\n{result.stderr}")
+    for stale in CACHE.iterdir():
+        if stale.is_dir() and stale != staging:
+            shutil.rmtree(stale, ignore_errors=True)
+    os.replace(staging, folder)  # atomic: a folder under a key is always complete
+    return folder
+
+
+def on_files(files: Any, config: Any, **_: Any) -> Any:
+    """Add every figure to the site as a generated file."""
+    folder = _current["folder"] = _rendered()
+    for svg in sorted(folder.glob("*.svg")):
+        uri = f"{FIGURE_DIR}/{svg.name}"
+        files.append(File.generated(config, uri, content=svg.read_bytes()))
     return files
 
 
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     """Replace each `<!-- table: NAME -->` line by the table it names."""
+    folder = _current["folder"]
 
     def replace(match: re.Match[str]) -> str:
-        name = match.group("name")
-        if name not in TABLES:
+        table = folder / f"{match.group('name')}.md"
+        if not table.is_file():
+            known = sorted(p.stem for p in folder.glob("*.md"))
             raise PluginError(
-                f"{page.file.src_uri}: unknown table {name!r}; known: {sorted(TABLES)}"
+                f"{page.file.src_uri}: unknown table {match.group('name')!r}; known: {known}"
             )
-        return TABLES[name]()
+        return table.read_text(encoding="utf-8").rstrip("\n")
 
     return _TABLE_MARKER.sub(replace, markdown)
+
+
+if __name__ == "__main__":
+    render_all(Path(sys.argv[1]))

@@ -34,11 +34,18 @@ def latex_to_mathml(latex: str, *, display: bool) -> str:
 
 
 # Notebook Markdown cells: display math first, so `$$` is never read as two inline delimiters.
+# Inline math follows pandoc's rule: no space just inside either `$`, and no digit right after
+# the closing one, so "$5 and $10" stays text. It may wrap onto a second line, not a third.
 _DOLLARS = re.compile(
-    r"\$\$(?P<block>.+?)\$\$|(?<![\\$])\$(?P<inline>[^$\n]+?)(?<!\\)\$(?!\$)", re.DOTALL
+    r"\$\$(?P<block>.+?)\$\$"
+    r"|(?<![\\$])\$(?P<inline>[^\s$](?:[^$\n]|\n(?!\n))*?)(?<![\s\\])\$(?![$\d])",
+    re.DOTALL,
 )
-# Where a dollar sign is code or script, not mathematics.
-_VERBATIM = re.compile(r"(<(pre|code|script|style)\b.*?</\2>)", re.DOTALL | re.IGNORECASE)
+# Where a dollar sign is code, script or markup, not mathematics.
+_VERBATIM = re.compile(
+    r"(<(?:pre|code|script|style)\b.*?</(?:pre|code|script|style)>)", re.DOTALL | re.IGNORECASE
+)
+_TAG = re.compile(r"(<[^>]*>)")
 _NOTEBOOK_MATHJAX = re.compile(
     r'<script src="">\s*</script>\s*(?:<!-- MathJax configuration -->\s*)?'
     r'<script type="text/x-mathjax-config">.*?</script>',
@@ -46,11 +53,21 @@ _NOTEBOOK_MATHJAX = re.compile(
 )
 
 
+_UNKNOWN_COMMAND = re.compile(r">(\\[A-Za-z]+)<")
+
+
 def _mathml_or_fail(latex: str, *, display: bool, where: str) -> str:
     try:
-        return latex_to_mathml(latex, display=display)
+        mathml = latex_to_mathml(latex, display=display)
     except Exception as error:  # latex2mathml raises many exception types
         raise PluginError(f"{where}: cannot render the formula {latex!r}: {error}") from error
+    # latex2mathml passes a command it does not know through as text; a reader would see it.
+    unknown = _UNKNOWN_COMMAND.search(mathml)
+    if unknown:
+        raise PluginError(
+            f"{where}: cannot render the formula {latex!r}: unknown command {unknown.group(1)}"
+        )
+    return mathml
 
 
 def render_notebook_math(content: str, *, where: str) -> str:
@@ -64,11 +81,15 @@ def render_notebook_math(content: str, *, where: str) -> str:
         latex = html.unescape(match.group("block") if display else match.group("inline"))
         return _mathml_or_fail(latex, display=display, where=where)
 
+    # split() with one group alternates [text, verbatim, text, ...]; within text, again
+    # [text, tag, text, ...], so that a `$` inside an attribute is never touched.
     parts = _VERBATIM.split(content)
-    # split() with two groups yields [text, verbatim, tag-name, text, verbatim, tag-name, ...]
-    for i in range(0, len(parts), 3):
-        parts[i] = _DOLLARS.sub(replace, parts[i])
-    return "".join(part for i, part in enumerate(parts) if i % 3 != 2)
+    for i in range(0, len(parts), 2):
+        pieces = _TAG.split(parts[i])
+        for j in range(0, len(pieces), 2):
+            pieces[j] = _DOLLARS.sub(replace, pieces[j])
+        parts[i] = "".join(pieces)
+    return "".join(parts)
 
 
 def render_math(content: str, *, where: str) -> str:

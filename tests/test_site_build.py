@@ -82,8 +82,17 @@ def test_math_is_rendered_to_mathml(site: Path) -> None:
         text_only = re.sub(r"<(script|pre|code)\b.*?</\1>", "", html, flags=re.DOTALL)
         assert "\\(" not in text_only, f"raw inline LaTeX left in {page.relative_to(site)}"
         assert "\\[" not in text_only, f"raw display LaTeX left in {page.relative_to(site)}"
+        # Notebook pages keep $...$ in their Markdown cells unless the build renders it.
+        prose = re.sub(
+            r"<[^>]*>", " ", re.sub(r"<(style)\b.*?</\1>", "", text_only, flags=re.DOTALL)
+        )
+        leftover = re.findall(r"\$\$|\$[^\s$][^$\n]*[^\s\\]\$(?!\d)", prose)
+        assert not leftover, f"raw $-math left in {page.relative_to(site)}: {leftover[:3]}"
     home = (site / "index.html").read_text(encoding="utf-8")
     assert home.count("<math") >= 5
+    notebook = (site / "notebooks" / "quickstart" / "index.html").read_text(encoding="utf-8")
+    assert notebook.count("<math") >= 3
+    assert "x-mathjax-config" not in notebook
     assert 'display="block"' in home
 
 

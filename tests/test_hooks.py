@@ -1,0 +1,92 @@
+"""The build hooks' text transformations, on small inputs whose right answer is known."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from mkdocs.exceptions import PluginError
+
+HOOKS = Path(__file__).resolve().parent.parent / "hooks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"hooks_{name}", HOOKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+mathml = _load("mathml")
+notebooks = _load("notebooks")
+
+
+def test_arithmatex_spans_become_mathml() -> None:
+    html = '<p>a <span class="arithmatex">\\(x &lt; 1\\)</span></p>'
+    out = mathml.render_math(html, where="page.md")
+    assert "<math" in out
+    assert 'alttext="x &lt; 1"' in out
+    assert "\\(" not in out
+
+
+def test_arithmatex_display_block() -> None:
+    out = mathml.render_math('<div class="arithmatex">\\[\\frac{1}{4}\\]</div>', where="p.md")
+    assert 'display="block"' in out
+    assert "<mfrac>" in out
+
+
+@pytest.mark.parametrize(
+    ("html", "formulas"),
+    [
+        ("<p>$k$ and $0.25^k$</p>", 2),
+        ("<p>$$\nx^2\n$$</p>", 1),
+        ("<p>$x\n+ y$</p>", 1),  # inline math may wrap onto a second line
+        ("<p>costs $5 and $10</p>", 0),  # prices, not mathematics
+        ("<p>$ a $</p>", 0),  # spaces inside the delimiters: not math (pandoc's rule)
+        ("<code>$x$</code><pre>$y$</pre>", 0),
+        ('<a href="page$x$">link</a>', 0),  # never inside an attribute
+    ],
+)
+def test_notebook_dollar_math(html: str, formulas: int) -> None:
+    out = mathml.render_notebook_math(html, where="nb.py")
+    assert out.count("<math") == formulas
+    if formulas == 0:
+        assert out == html
+
+
+def test_notebook_mathjax_loader_is_removed() -> None:
+    page = (
+        '<script src=""> </script>\n<!-- MathJax configuration -->\n'
+        '<script type="text/x-mathjax-config">MathJax.Hub.Config({});</script><p>$x$</p>'
+    )
+    out = mathml.render_notebook_math(page, where="nb.py")
+    assert "mathjax" not in out.lower().replace('xmlns="http://www.w3.org/1998/math/mathml"', "")
+    assert out.count("<math") == 1
+
+
+@pytest.mark.parametrize("latex", ["x^", "\\left( x", "\\badcommand{x}"])
+def test_bad_latex_fails_the_build_naming_the_page(latex: str) -> None:
+    with pytest.raises(PluginError, match=r"nb\.py: cannot render the formula"):
+        mathml.render_notebook_math(f"<p>${latex}$</p>", where="nb.py")
+    html = f'<span class="arithmatex">\\({latex}\\)</span>'
+    with pytest.raises(PluginError, match=r"page\.md: cannot render the formula"):
+        mathml.render_math(html, where="page.md")
+
+
+def test_notebook_figure_gets_its_alt_comment() -> None:
+    cell = (
+        '<div class="jp-Cell jp-CodeCell"><span class="c1"># alt: A line that falls.</span>'
+        f"<img {notebooks.PLACEHOLDER} src='data:'></div>"
+    )
+    out = notebooks.describe_notebook_figures(cell, where="nb.py")
+    assert 'alt="A line that falls."' in out
+    assert notebooks.PLACEHOLDER not in out
+
+
+def test_notebook_figure_without_alt_comment_fails_the_build() -> None:
+    cell = f'<div class="jp-Cell jp-CodeCell"><img {notebooks.PLACEHOLDER} src="data:"></div>'
+    with pytest.raises(PluginError, match=r"nb\.py: a code cell draws a figure"):
+        notebooks.describe_notebook_figures(cell, where="nb.py")
