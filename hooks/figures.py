@@ -45,7 +45,10 @@ _current: dict[str, Path] = {}
 
 def _figures() -> dict[str, Callable[[], Any]]:
     """Name -> function drawing the figure on new Axes and returning one of them."""
-    from vangrad.plotting import plot_activation, plot_gradient_bound
+    import numpy as np
+
+    from vangrad import log10_gradient_bound, simulate
+    from vangrad.plotting import plot_activation, plot_gradient_bound, plot_gradient_profile
 
     def sigmoid_and_tanh_saturation() -> Any:
         _, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharey=True)
@@ -54,8 +57,36 @@ def _figures() -> dict[str, Callable[[], Any]]:
         right.set_ylabel("")
         return left
 
+    def deep_sigmoid_profiles() -> Any:
+        depth = 30
+        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+        for gain in (1.0, 2.0, 4.0):
+            flow = simulate(
+                depth=depth,
+                width=128,
+                batch_size=32,
+                activation="sigmoid",
+                init="lecun_normal",
+                weight_scale=gain,
+                trials=8,
+                seed=1,
+            )
+            plot_gradient_profile(flow, label=f"measured, LeCun weights x{gain:g}", ax=ax)
+        bound = np.append(log10_gradient_bound(depth), 0.0)  # the output layer: no derivative yet
+        ax.plot(
+            np.arange(depth + 1),
+            bound,
+            color="black",
+            linestyle=":",
+            label="bound $0.25^k$ (k layers below the output)",
+        )
+        ax.set_title("30 sigmoid layers: measured gradient (median, quartiles of 8 nets) vs bound")
+        ax.legend(fontsize="small")
+        return ax
+
     return {
         "gradient-bound": lambda: plot_gradient_bound(30),
+        "deep-sigmoid-profiles": deep_sigmoid_profiles,
         "sigmoid-tanh-saturation": sigmoid_and_tanh_saturation,
     }
 

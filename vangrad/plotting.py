@@ -13,9 +13,9 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from vangrad.activations import Activation, get_activation
 from vangrad.bounds import SIGMOID_DERIVATIVE_MAX, log10_gradient_bound
-from vangrad.engine import SATURATION_THRESHOLD
+from vangrad.engine import SATURATION_THRESHOLD, GradientFlow
 
-__all__ = ["plot_activation", "plot_gradient_bound", "saturation_edge"]
+__all__ = ["plot_activation", "plot_gradient_bound", "plot_gradient_profile", "saturation_edge"]
 
 
 def _new_axes(ax: Axes | None) -> Axes:
@@ -23,6 +23,12 @@ def _new_axes(ax: Axes | None) -> Axes:
         return ax
     _, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     return ax
+
+
+def _powers_of_ten(ax: Axes) -> None:
+    """Label a y axis that holds log10 values as powers of ten: a log axis with no underflow."""
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"$10^{{{value:g}}}$"))
 
 
 def plot_gradient_bound(
@@ -68,8 +74,7 @@ def plot_gradient_bound(
     # Plot in log10 space, then label the ticks as powers of ten, so values below float64's
     # smallest number still have a place on the axis.
     ax.plot(k, log_bound, marker="o" if k.size <= 40 else None, markersize=4, label=label)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"$10^{{{value:g}}}$"))
+    _powers_of_ten(ax)
     ax.set_xlabel(f"Number of {layers} between the output and the layer, k")
     ax.set_ylabel("Upper bound on the gradient (relative to the output)")
     ax.set_title("The most gradient that can survive k layers")
@@ -184,4 +189,52 @@ def plot_activation(
     ax.grid(visible=True, linestyle="--", alpha=0.5)
     # Below the axes: inside, it would hide part of a curve for one activation or another.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize="small")
+    return ax
+
+
+def plot_gradient_profile(
+    flow: GradientFlow,
+    *,
+    label: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Plot the gradient norm at every layer, relative to the output, from a measured flow.
+
+    For a stack of trials the line is the median over trials and the band the interquartile
+    range. Values are `log10` norms from the engine, so layers whose gradient is far below the
+    smallest float64 still have their place on the (power-of-ten) axis.
+
+    Args:
+        flow: What [`backprop`][vangrad.backprop] or [`simulate`][vangrad.simulate] measured.
+        label: The legend entry; by default the activation's name.
+        ax: Where to draw; a new figure when omitted.
+
+    Returns:
+        The `Axes` drawn on.
+
+    Example:
+        ```py
+        from vangrad import simulate
+        from vangrad.plotting import plot_gradient_profile
+
+        flow = simulate(
+            depth=20, width=64, batch_size=16, activation="sigmoid", init="lecun_normal", trials=4
+        )
+        ax = plot_gradient_profile(flow)
+        print(ax.get_xlabel())
+        #> layer l (0 = input)
+        ```
+    """
+    relative = np.atleast_2d(flow.log10_grad_norms - flow.log10_grad_norms[..., -1:])
+    layers = np.arange(relative.shape[-1])
+    q25, median, q75 = np.quantile(relative, [0.25, 0.5, 0.75], axis=0, method="inverted_cdf")
+    ax = _new_axes(ax)
+    (line,) = ax.plot(layers, median, marker="o", markersize=3, label=label or flow.activation.name)
+    if relative.shape[0] > 1:
+        ax.fill_between(layers, q25, q75, color=line.get_color(), alpha=0.25, linewidth=0)
+    _powers_of_ten(ax)
+    ax.set_xlabel("layer l (0 = input)")
+    ax.set_ylabel("||dLoss/dh_l|| relative to the output")
+    ax.grid(visible=True, linestyle="--", alpha=0.5)
+    ax.legend(fontsize="small")
     return ax
