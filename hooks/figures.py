@@ -47,8 +47,13 @@ def _figures() -> dict[str, Callable[[], Any]]:
     """Name -> function drawing the figure on new Axes and returning one of them."""
     import numpy as np
 
-    from vangrad import log10_gradient_bound, simulate
-    from vangrad.plotting import plot_activation, plot_gradient_bound, plot_gradient_profile
+    from vangrad import log10_gradient_bound, simulate, sweep
+    from vangrad.plotting import (
+        plot_activation,
+        plot_gradient_bound,
+        plot_gradient_profile,
+        plot_sweep,
+    )
 
     def sigmoid_and_tanh_saturation() -> Any:
         _, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharey=True)
@@ -84,8 +89,39 @@ def _figures() -> dict[str, Callable[[], Any]]:
         ax.legend(fontsize="small")
         return ax
 
+    def tanh_chain_scales() -> Any:
+        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+        for scale in (0.5, 1.0, 1.5, 3.0):
+            flow = simulate(
+                depth=20,
+                width=1,
+                batch_size=1,
+                activation="tanh",
+                init="normal",
+                weight_scale=scale,
+                trials=200,
+                seed=0,
+            )
+            plot_gradient_profile(flow, label=f"weight scale {scale}", ax=ax)
+        ax.set_title("20 tanh units of width 1: median and quartiles of 200 chains per scale")
+        return ax
+
+    def tanh_sweep() -> Any:
+        grid = sweep(
+            list(range(5, 51, 5)),
+            width=32,
+            batch_size=16,
+            inits=["lecun_normal"],
+            weight_scales=np.geomspace(0.25, 4, 13).round(3).tolist(),
+            trials=4,
+        )
+        _, ax = plt.subplots(figsize=(8, 4.8), layout="constrained")
+        return plot_sweep(grid, ax=ax)
+
     return {
         "gradient-bound": lambda: plot_gradient_bound(30),
+        "tanh-chain-scales": tanh_chain_scales,
+        "tanh-sweep": tanh_sweep,
         "deep-sigmoid-profiles": deep_sigmoid_profiles,
         "sigmoid-tanh-saturation": sigmoid_and_tanh_saturation,
     }

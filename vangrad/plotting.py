@@ -9,13 +9,21 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from vangrad.activations import Activation, get_activation
 from vangrad.bounds import SIGMOID_DERIVATIVE_MAX, log10_gradient_bound
 from vangrad.engine import SATURATION_THRESHOLD, GradientFlow
+from vangrad.sweep import Sweep
 
-__all__ = ["plot_activation", "plot_gradient_bound", "plot_gradient_profile", "saturation_edge"]
+__all__ = [
+    "plot_activation",
+    "plot_gradient_bound",
+    "plot_gradient_profile",
+    "plot_sweep",
+    "saturation_edge",
+]
 
 
 def _new_axes(ax: Axes | None) -> Axes:
@@ -237,4 +245,64 @@ def plot_gradient_profile(
     ax.set_ylabel("||dLoss/dh_l|| relative to the output")
     ax.grid(visible=True, linestyle="--", alpha=0.5)
     ax.legend(fontsize="small")
+    return ax
+
+
+def plot_sweep(grid: Sweep, *, activation: int = 0, init: int = 0, ax: Axes | None = None) -> Axes:
+    """Map the input-layer gradient over weight scales and depths from a [`sweep`][vangrad.sweep].
+
+    Colour is the median over trials of the input gradient relative to the output gradient,
+    `log10 (||dLoss/dx|| / ||dLoss/dh_L||)`: blue where it vanishes, red where it explodes,
+    white where it arrives at the size it left, with contours at a factor of 10 and of 10^6
+    either way. The band between the contours is where a network of
+    that depth still passes a usable gradient to its first layer.
+
+    Args:
+        grid: A sweep result.
+        activation: Which activation of the grid (index along its first axis).
+        init: Which initialiser of the grid (index along its second axis).
+        ax: Where to draw; a new figure when omitted.
+
+    Returns:
+        The `Axes` drawn on.
+
+    Example:
+        ```py
+        from vangrad import sweep
+        from vangrad.plotting import plot_sweep
+
+        grid = sweep([5, 10], width=8, batch_size=4, inits=["lecun_normal"], weight_scales=[0.5, 2])
+        ax = plot_sweep(grid)
+        print(ax.get_xlabel())
+        #> network depth (layers)
+        ```
+    """
+    median = grid.median[activation, init] - grid.log10_output_grad
+    ax = _new_axes(ax)
+    finite = median[np.isfinite(median)]
+    # Each side of white uses the full colour range, so a modest explosion is as visible as a
+    # deep vanishing.
+    low = min(float(finite.min()) if finite.size else -1.0, -1.0)
+    high = max(float(finite.max()) if finite.size else 1.0, 1.0)
+    scales, depths = grid.weight_scales, grid.depths
+    mesh = ax.pcolormesh(
+        depths,
+        scales,
+        median,
+        shading="nearest",
+        cmap="RdBu_r",
+        norm=TwoSlopeNorm(vcenter=0.0, vmin=low, vmax=high),
+    )
+    levels = [-6, -1, 1, 6]
+    contours = ax.contour(depths, scales, median, levels=levels, colors="black", linewidths=0.8)
+    ax.clabel(contours, fmt=lambda v: f"$10^{{{v:g}}}$", fontsize="small")
+    colorbar = ax.figure.colorbar(mesh, ax=ax)
+    colorbar.set_label("median log10 of (gradient at input / at output)")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    ax.set_xlabel("network depth (layers)")
+    ax.set_ylabel("weight scale (gain on the initialiser)")
+    name, init_name = grid.activations[activation], grid.inits[init]
+    ax.set_title(f"{name}, {init_name}: gradient at the first layer")
     return ax

@@ -42,6 +42,9 @@ class Sweep:
         q25: The lower quartile over trials.
         q75: The upper quartile over trials.
         overflow_fraction: The fraction of trials whose forward pass overflowed.
+        log10_output_grad: `log10 ||dLoss/dh_L||`, the same at every grid point: the loss is
+            the sum of the outputs, so it is `log10 sqrt(batch_size * width)`. Subtract it
+            from the statistics for the gradient at the input relative to the output.
         dims: The names of the axes.
     """
 
@@ -54,6 +57,7 @@ class Sweep:
     q25: np.ndarray = field(repr=False)
     q75: np.ndarray = field(repr=False)
     overflow_fraction: np.ndarray = field(repr=False)
+    log10_output_grad: float = 0.0
     dims: tuple[str, ...] = ("activation", "init", "weight_scale", "depth")
 
 
@@ -167,6 +171,7 @@ def sweep(
         q25=q25,
         q75=q75,
         overflow_fraction=overflowed.mean(axis=-1),
+        log10_output_grad=0.5 * float(np.log10(batch_size * width)),
     )
 
 
