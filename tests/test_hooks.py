@@ -90,3 +90,16 @@ def test_notebook_figure_without_alt_comment_fails_the_build() -> None:
     cell = f'<div class="jp-Cell jp-CodeCell"><img {notebooks.PLACEHOLDER} src="data:"></div>'
     with pytest.raises(PluginError, match=r"nb\.py: a code cell draws a figure"):
         notebooks.describe_notebook_figures(cell, where="nb.py")
+
+
+@pytest.mark.slow
+def test_figures_are_deterministic(built_site: Path, tmp_path: Path) -> None:
+    """A second drawing, in this process, matches the build's byte for byte."""
+    figures = _load("figures")
+    cached = figures.CACHE / figures._source_key()
+    assert cached.is_dir(), "the site build should have drawn the figures"
+    figures.render_all(tmp_path)
+    names = sorted(p.name for p in cached.iterdir())
+    assert names == sorted(p.name for p in tmp_path.iterdir())
+    for name in names:
+        assert (tmp_path / name).read_bytes() == (cached / name).read_bytes(), name
