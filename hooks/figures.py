@@ -47,7 +47,7 @@ def _figures() -> dict[str, Callable[[], Any]]:
     """Name -> function drawing the figure on new Axes and returning one of them."""
     import numpy as np
 
-    from vangrad import log10_gradient_bound, simulate, sweep
+    from vangrad import get_activation, log10_gradient_bound, simulate, sweep
     from vangrad.plotting import (
         plot_activation,
         plot_gradient_bound,
@@ -118,8 +118,41 @@ def _figures() -> dict[str, Callable[[], Any]]:
         _, ax = plt.subplots(figsize=(8, 4.8), layout="constrained")
         return plot_sweep(grid, ax=ax)
 
+    def relu_vs_sigmoid() -> Any:
+        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+        runs = [
+            ("sigmoid", "xavier_normal"),
+            ("tanh", "xavier_normal"),
+            ("relu", "he_normal"),
+            ("leaky_relu", "he_normal"),
+        ]
+        for activation, init in runs:
+            flow = simulate(
+                depth=50, width=128, batch_size=32, activation=activation, init=init, trials=8
+            )
+            plot_gradient_profile(flow, label=f"{activation}, {init}", ax=ax)
+        ax.set_title("50 layers, 128 units: median and quartiles of 8 networks")
+        return ax
+
+    def relu_family() -> Any:
+        _, axes = plt.subplots(1, 4, figsize=(14, 4.2), layout="constrained", sharey=True)
+        family = [
+            get_activation("relu"),
+            get_activation("leaky_relu", slope=0.1),
+            get_activation("elu"),
+            get_activation("gelu"),
+        ]
+        for ax, activation in zip(axes, family, strict=True):
+            plot_activation(activation, span=4.0, ax=ax)
+            ax.set_ylim(-1.5, 4.0)
+        for ax in axes[1:]:
+            ax.set_ylabel("")
+        return axes[0]
+
     return {
         "gradient-bound": lambda: plot_gradient_bound(30),
+        "relu-vs-sigmoid": relu_vs_sigmoid,
+        "relu-family": relu_family,
         "tanh-chain-scales": tanh_chain_scales,
         "tanh-sweep": tanh_sweep,
         "deep-sigmoid-profiles": deep_sigmoid_profiles,
