@@ -149,8 +149,32 @@ def _figures() -> dict[str, Callable[[], Any]]:
             ax.set_ylabel("")
         return axes[0]
 
+    def relu_inits() -> Any:
+        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+        choices = [
+            ("xavier_normal", None),
+            ("he_normal", None),
+            ("orthogonal", None),
+            ("orthogonal", 2**0.5),
+        ]
+        for init, scale in choices:
+            flow = simulate(
+                depth=60,
+                width=128,
+                batch_size=32,
+                activation="relu",
+                init=init,
+                weight_scale=scale,
+                trials=8,
+            )
+            label = init if scale is None else f"{init}, gain {scale:.3g}"
+            plot_gradient_profile(flow, label=label, ax=ax)
+        ax.set_title("ReLU, 60 layers of 128 units: median and quartiles of 8 networks")
+        return ax
+
     return {
         "gradient-bound": lambda: plot_gradient_bound(30),
+        "relu-inits": relu_inits,
         "relu-vs-sigmoid": relu_vs_sigmoid,
         "relu-family": relu_family,
         "tanh-chain-scales": tanh_chain_scales,
