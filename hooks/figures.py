@@ -62,21 +62,33 @@ def _figures() -> dict[str, Callable[[], Any]]:
         right.set_ylabel("")
         return left
 
+    def profiles(title: str, runs: list[tuple[str, dict[str, Any]]]) -> Any:
+        """Measured gradient profiles, one `simulate` call and one curve per labelled run."""
+        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+        for label, options in runs:
+            plot_gradient_profile(simulate(**options), label=label, ax=ax)
+        ax.set_title(title)
+        return ax
+
     def deep_sigmoid_profiles() -> Any:
         depth = 30
-        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
-        for gain in (1.0, 2.0, 4.0):
-            flow = simulate(
-                depth=depth,
-                width=128,
-                batch_size=32,
-                activation="sigmoid",
-                init="lecun_normal",
-                weight_scale=gain,
-                trials=8,
-                seed=1,
-            )
-            plot_gradient_profile(flow, label=f"measured, LeCun weights x{gain:g}", ax=ax)
+        common = {"depth": depth, "width": 128, "batch_size": 32, "activation": "sigmoid"}
+        ax = profiles(
+            "30 sigmoid layers: measured gradient (median, quartiles of 8 nets) vs bound",
+            [
+                (
+                    f"measured, LeCun weights x{gain:g}",
+                    {
+                        **common,
+                        "init": "lecun_normal",
+                        "weight_scale": gain,
+                        "trials": 8,
+                        "seed": 1,
+                    },
+                )
+                for gain in (1.0, 2.0, 4.0)
+            ],
+        )
         bound = np.append(log10_gradient_bound(depth), 0.0)  # the output layer: no derivative yet
         ax.plot(
             np.arange(depth + 1),
@@ -85,26 +97,18 @@ def _figures() -> dict[str, Callable[[], Any]]:
             linestyle=":",
             label="bound $0.25^k$ (k layers below the output)",
         )
-        ax.set_title("30 sigmoid layers: measured gradient (median, quartiles of 8 nets) vs bound")
         ax.legend(fontsize="small")
         return ax
 
     def tanh_chain_scales() -> Any:
-        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
-        for scale in (0.5, 1.0, 1.5, 3.0):
-            flow = simulate(
-                depth=20,
-                width=1,
-                batch_size=1,
-                activation="tanh",
-                init="normal",
-                weight_scale=scale,
-                trials=200,
-                seed=0,
-            )
-            plot_gradient_profile(flow, label=f"weight scale {scale}", ax=ax)
-        ax.set_title("20 tanh units of width 1: median and quartiles of 200 chains per scale")
-        return ax
+        common = {"depth": 20, "width": 1, "batch_size": 1, "activation": "tanh", "trials": 200}
+        return profiles(
+            "20 tanh units of width 1: median and quartiles of 200 chains per scale",
+            [
+                (f"weight scale {scale}", {**common, "init": "normal", "weight_scale": scale})
+                for scale in (0.5, 1.0, 1.5, 3.0)
+            ],
+        )
 
     def tanh_sweep() -> Any:
         grid = sweep(
@@ -119,20 +123,17 @@ def _figures() -> dict[str, Callable[[], Any]]:
         return plot_sweep(grid, ax=ax)
 
     def relu_vs_sigmoid() -> Any:
-        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+        common = {"depth": 50, "width": 128, "batch_size": 32, "trials": 8}
         runs = [
             ("sigmoid", "xavier_normal"),
             ("tanh", "xavier_normal"),
             ("relu", "he_normal"),
             ("leaky_relu", "he_normal"),
         ]
-        for activation, init in runs:
-            flow = simulate(
-                depth=50, width=128, batch_size=32, activation=activation, init=init, trials=8
-            )
-            plot_gradient_profile(flow, label=f"{activation}, {init}", ax=ax)
-        ax.set_title("50 layers, 128 units: median and quartiles of 8 networks")
-        return ax
+        return profiles(
+            "50 layers, 128 units: median and quartiles of 8 networks",
+            [(f"{a}, {i}", {**common, "activation": a, "init": i}) for a, i in runs],
+        )
 
     def relu_family() -> Any:
         _, axes = plt.subplots(1, 4, figsize=(14, 4.2), layout="constrained", sharey=True)
@@ -150,27 +151,23 @@ def _figures() -> dict[str, Callable[[], Any]]:
         return axes[0]
 
     def relu_inits() -> Any:
-        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+        common = {"depth": 60, "width": 128, "batch_size": 32, "activation": "relu", "trials": 8}
         choices = [
             ("xavier_normal", None),
             ("he_normal", None),
             ("orthogonal", None),
             ("orthogonal", 2**0.5),
         ]
-        for init, scale in choices:
-            flow = simulate(
-                depth=60,
-                width=128,
-                batch_size=32,
-                activation="relu",
-                init=init,
-                weight_scale=scale,
-                trials=8,
-            )
-            label = init if scale is None else f"{init}, gain {scale:.3g}"
-            plot_gradient_profile(flow, label=label, ax=ax)
-        ax.set_title("ReLU, 60 layers of 128 units: median and quartiles of 8 networks")
-        return ax
+        return profiles(
+            "ReLU, 60 layers of 128 units: median and quartiles of 8 networks",
+            [
+                (
+                    init if scale is None else f"{init}, gain {scale:.3g}",
+                    {**common, "init": init, "weight_scale": scale},
+                )
+                for init, scale in choices
+            ],
+        )
 
     return {
         "gradient-bound": lambda: plot_gradient_bound(30),
