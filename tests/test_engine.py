@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vangrad import ACTIVATIONS, Activation, backprop, get_activation
+from vangrad import ACTIVATIONS, Activation, backprop, get_activation, simulate
 
 NAMES = sorted(ACTIVATIONS)
 EPS = 1e-5
@@ -26,10 +26,13 @@ def forward(
     *,
     batchnorm: bool,
     residual: bool,
+    biases: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     h = x
-    for w in weights:
+    for layer, w in enumerate(weights):
         z = h @ w
+        if biases is not None:
+            z = z + biases[layer]
         if batchnorm:
             z = (z - z.mean(axis=0)) / np.sqrt(z.var(axis=0) + EPS)
         a = phi(z)
@@ -114,6 +117,75 @@ def test_gradients_match_finite_differences(
         rtol=1e-12,
     )
     assert flow.overflow_layer is None
+
+
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("activation", NAMES)
+def test_bias_gradients_match_finite_differences(activation: str, residual: bool) -> None:
+    x, weights, upstream = small_network(residual)
+    rng = np.random.default_rng(1)
+    biases = [rng.normal(0, 0.5, size=w.shape[1]) for w in weights]
+    act = get_activation(activation)
+    flow = backprop(
+        x, weights, activation, biases=biases, residual=residual, upstream=upstream, keep_grads=True
+    )
+
+    def loss() -> float:
+        h = forward(x, weights, act.function, batchnorm=False, residual=residual, biases=biases)
+        return float(np.sum(h * upstream))
+
+    assert flow.bias_grads is not None
+    assert flow.weight_grads is not None
+    assert flow.log10_bias_grad_norms is not None
+    np.testing.assert_allclose(
+        flow.grads[0], central_differences(loss, x, 1e-5), rtol=1e-6, atol=1e-8
+    )
+    for layer, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        numerical_w = central_differences(loss, w, 1e-5)
+        np.testing.assert_allclose(flow.weight_grads[layer], numerical_w, rtol=1e-6, atol=1e-8)
+        numerical_b = central_differences(loss, b, 1e-5)
+        np.testing.assert_allclose(flow.bias_grads[layer], numerical_b, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        flow.log10_bias_grad_norms,
+        [np.log10(np.linalg.norm(g)) for g in flow.bias_grads],
+        rtol=1e-12,
+    )
+
+
+def test_a_bias_before_batchnorm_cancels_out() -> None:
+    x, weights, upstream = small_network(residual=False)
+    biases = [np.full(w.shape[1], 3.0) for w in weights]
+    with_biases = backprop(x, weights, "tanh", biases=biases, batchnorm=True, upstream=upstream)
+    without = backprop(x, weights, "tanh", batchnorm=True, upstream=upstream)
+    np.testing.assert_allclose(with_biases.log10_grad_norms, without.log10_grad_norms, rtol=1e-9)
+    assert with_biases.log10_bias_grad_norms is not None
+    # Zero up to rounding: at least twelve orders of magnitude below the weight gradients.
+    gap = with_biases.log10_weight_grad_norms - with_biases.log10_bias_grad_norms
+    assert np.all(gap > 12)
+
+
+def test_stacked_biases_equal_running_each_trial_alone() -> None:
+    rng = np.random.default_rng(5)
+    trials, batch, width, depth = 3, 4, 3, 5
+    x = rng.normal(size=(batch, width))
+    weights = [rng.normal(size=(trials, width, width)) for _ in range(depth)]
+    biases = [rng.normal(size=(trials, width)) for _ in range(depth)]
+    stacked = backprop(x, weights, "tanh", biases=biases)
+    assert stacked.log10_bias_grad_norms is not None
+    for t in range(trials):
+        alone = backprop(x, [w[t] for w in weights], "tanh", biases=[b[t] for b in biases])
+        assert alone.log10_bias_grad_norms is not None
+        np.testing.assert_allclose(stacked.log10_grad_norms[t], alone.log10_grad_norms, rtol=1e-10)
+        np.testing.assert_allclose(
+            stacked.log10_bias_grad_norms[t], alone.log10_bias_grad_norms, rtol=1e-10
+        )
+
+
+def test_without_biases_there_are_no_bias_gradients() -> None:
+    x, weights, _ = small_network(residual=False)
+    flow = backprop(x, weights, "tanh", keep_grads=True)
+    assert flow.log10_bias_grad_norms is None
+    assert flow.bias_grads is None
 
 
 def test_default_upstream_is_ones_and_upstream_broadcasts() -> None:
@@ -495,3 +567,17 @@ def test_custom_activation_with_a_constant_derivative() -> None:
     flow = backprop(np.ones((2, 3)), [np.eye(3)] * 3, identity)
     reference = backprop(np.ones((2, 3)), [np.eye(3)] * 3, "linear")
     np.testing.assert_allclose(flow.log10_grad_norms, reference.log10_grad_norms)
+
+
+def test_simulate_draws_biases_after_the_weights() -> None:
+    setup = {"depth": 4, "width": 6, "activation": "tanh", "init": "xavier_normal", "trials": 3}
+    plain = simulate(**setup, batch_size=5, keep_grads=True)
+    zero = simulate(**setup, batch_size=5, bias_std=0.0)
+    biased = simulate(**setup, batch_size=5, bias_std=0.5, keep_grads=True)
+    np.testing.assert_array_equal(plain.log10_grad_norms, zero.log10_grad_norms)
+    assert zero.log10_bias_grad_norms is None
+    assert biased.log10_bias_grad_norms is not None
+    assert biased.log10_bias_grad_norms.shape == (3, 4)
+    assert not np.allclose(biased.log10_grad_norms, plain.log10_grad_norms)
+    assert biased.bias_grads is not None
+    assert biased.bias_grads[0].shape == (3, 6)

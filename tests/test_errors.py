@@ -199,6 +199,38 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         TypeError,
         r"depths must be a list",
     ),
+    # biases
+    (
+        "bias-std-negative",
+        sim(bias_std=-0.1),
+        ValueError,
+        r"bias_std must be a finite number >= 0, got -0.1",
+    ),
+    ("bias-std-string", sim(bias_std="0.1"), TypeError, r"bias_std must be a finite number"),
+    (
+        "biases-not-a-list",
+        lambda: backprop(X, CHAIN, biases=np.zeros(8)),
+        TypeError,
+        r"biases must be a list of vectors, one per layer, got ndarray",
+    ),
+    (
+        "biases-count",
+        lambda: backprop(X, CHAIN, biases=[np.zeros(8)]),
+        ValueError,
+        r"biases must hold one vector per layer: got 1 for 3 layers",
+    ),
+    (
+        "biases-shape",
+        lambda: backprop(X, CHAIN, biases=[np.zeros(8), np.zeros(8), np.zeros(16)]),
+        ValueError,
+        r"biases\[1\] has shape \(8,\) but weights\[1\] has shape \(8, 16\): expected \(16,\)",
+    ),
+    (
+        "biases-nan",
+        lambda: backprop(X, CHAIN, biases=[np.zeros(8), np.zeros(16), np.full(16, np.nan)]),
+        ValueError,
+        r"biases\[2\]",
+    ),
     (
         "sweep-depth-zero",
         lambda: sweep([3, 0], width=4, batch_size=2),

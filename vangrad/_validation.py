@@ -18,6 +18,7 @@ __all__ = [
     "check_choice",
     "check_finite_array",
     "check_float_dtype",
+    "check_nonnegative_float",
     "check_positive_float",
     "check_positive_int",
 ]
@@ -41,14 +42,20 @@ def check_positive_int(name: str, value: object, *, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_positive_float(name: str, value: object) -> float:
-    """Return `value` as a `float` if it is a finite real number greater than zero."""
+def check_positive_float(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """Return `value` as a `float` if it is a finite real number > 0 (>= 0 with `allow_zero`)."""
+    bound = ">= 0" if allow_zero else "> 0"
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a finite number > 0, got {_describe(value)}")
+        raise TypeError(f"{name} must be a finite number {bound}, got {_describe(value)}")
     result = float(value)
-    if not math.isfinite(result) or result <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if not math.isfinite(result) or result < 0 or (result == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return result
+
+
+def check_nonnegative_float(name: str, value: object) -> float:
+    """Return `value` as a `float` if it is a finite real number >= 0."""
+    return check_positive_float(name, value, allow_zero=True)
 
 
 def check_choice(name: str, value: object, choices: Iterable[str]) -> str:

@@ -3,7 +3,7 @@
 Conventions. Layers `l = 1..L` have weights `W_l` of shape `(n_{l-1}, n_l)`; the input batch is
 `h_0 = x`, shape `(batch, n_0)`. Each layer computes
 
-- `z_l = h_{l-1} @ W_l`,
+- `z_l = h_{l-1} @ W_l`, plus a bias `b_l` if the caller passes biases,
 - with batch normalisation, `z_l <- (z_l - mean(z_l)) / sqrt(var(z_l) + 1e-5)` (mean and biased
   variance over the batch, no learned scale or shift),
 - `a_l = phi(z_l)`,
@@ -53,6 +53,8 @@ class GradientFlow:
         log10_grad_norms: `log10` of the Frobenius norm of `dLoss/dh_l`, for `l = 0..L`. Exact
             at any depth; `-inf` only where the gradient is exactly zero.
         log10_weight_grad_norms: `log10` of the Frobenius norm of `dLoss/dW_l`, for `l = 1..L`.
+        log10_bias_grad_norms: `log10` of the norm of `dLoss/db_l`, for `l = 1..L`, when the
+            network has biases; otherwise `None`.
         activation_mean: The mean of `a_l = phi(z_l)` over the batch and the units.
         activation_std: The standard deviation of `a_l` over the batch and the units.
         saturated_fraction: The fraction of units (over the batch) whose local derivative
@@ -70,6 +72,8 @@ class GradientFlow:
             like `h_l`, per trial); otherwise `None`. Plain floats: they can underflow.
         weight_grads: With `keep_grads=True`, the gradients `dLoss/dW_l` for `l = 1..L`;
             otherwise `None`.
+        bias_grads: With `keep_grads=True` and biases, the gradients `dLoss/db_l` for
+            `l = 1..L` (shape `(n_l,)`, or `(trials, n_l)`); otherwise `None`.
     """
 
     log10_grad_norms: np.ndarray
@@ -84,6 +88,8 @@ class GradientFlow:
     residual: bool = False
     grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
     weight_grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
+    log10_bias_grad_norms: np.ndarray | None = field(default=None, repr=False)
+    bias_grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
 
     @property
     def depth(self) -> int:
@@ -108,6 +114,7 @@ def backprop(
     weights: Sequence[ArrayLike],
     activation: str | Activation = "sigmoid",
     *,
+    biases: Sequence[ArrayLike] | None = None,
     batchnorm: bool = False,
     residual: bool = False,
     upstream: ArrayLike | None = None,
@@ -120,11 +127,14 @@ def backprop(
         weights: One matrix per layer, `weights[l - 1]` of shape `(n_{l-1}, n_l)`; or all of
             shape `(trials, n_{l-1}, n_l)` for a stack of independent networks.
         activation: A name from `ACTIVATIONS` or an `Activation`.
-        batchnorm: Normalise each `z_l` over the batch (needs a batch of at least 2).
+        biases: Optional, one vector per layer, `biases[l - 1]` of shape `(n_l,)`, or
+            `(trials, n_l)` with stacked weights. Default: no biases.
+        batchnorm: Normalise each `z_l` over the batch (needs a batch of at least 2). A bias
+            before batch normalisation cancels out: its gradient is zero.
         residual: Add each layer's input to its output (needs equal widths).
         upstream: `dLoss/dh_L`; it must broadcast to the shape of `h_L`. Default: ones, so the
             loss is the sum of `h_L`.
-        keep_grads: Also return every `dLoss/dh_l` and `dLoss/dW_l`.
+        keep_grads: Also return every `dLoss/dh_l`, `dLoss/dW_l` (and `dLoss/db_l`).
 
     Returns:
         A `GradientFlow`; its dtype-sensitive arrays follow the input dtype (float32 stays
@@ -159,6 +169,9 @@ def backprop(
     dtype = np.result_type(x_array, *checked)
     x_array = x_array.astype(dtype, copy=False)
     checked = [w.astype(dtype, copy=False) for w in checked]
+    checked_biases = None
+    if biases is not None:
+        checked_biases = [b.astype(dtype, copy=False) for b in _check_biases(biases, checked)]
     if batchnorm and x_array.shape[-2] < 2:
         raise ValueError(
             f"batchnorm=True needs a batch of at least 2 samples (the batch variance of one "
@@ -175,6 +188,7 @@ def backprop(
         x_array,
         checked,
         act,
+        biases=checked_biases,
         batchnorm=batchnorm,
         residual=residual,
         upstream=upstream_array,
@@ -221,6 +235,28 @@ def _check_weights(weights: object) -> list[np.ndarray]:
                 f"weights[{i}] has shape {w.shape} but layer {i} outputs "
                 f"{checked[i - 1].shape[-1]} features"
             )
+    return checked
+
+
+def _check_biases(biases: object, weights: list[np.ndarray]) -> list[np.ndarray]:
+    if not isinstance(biases, list | tuple):
+        raise TypeError(
+            f"biases must be a list of vectors, one per layer, got {type(biases).__name__}"
+        )
+    if len(biases) != len(weights):
+        raise ValueError(
+            f"biases must hold one vector per layer: got {len(biases)} for {len(weights)} layers"
+        )
+    checked = []
+    for i, (b, w) in enumerate(zip(biases, weights, strict=True)):
+        expected = (*w.shape[:-2], w.shape[-1])
+        array = check_finite_array(f"biases[{i}]", b, ndim=(1, 2))
+        if array.shape != expected and array.shape != expected[-1:]:
+            raise ValueError(
+                f"biases[{i}] has shape {array.shape} but weights[{i}] has shape {w.shape}: "
+                f"expected {expected}" + (f" or {expected[-1:]}" if len(expected) == 2 else "")
+            )
+        checked.append(array[..., np.newaxis, :])
     return checked
 
 
@@ -319,6 +355,25 @@ def _batchnorm_backward(dz: np.ndarray, z_hat: np.ndarray, inverse_std: np.ndarr
     dz *= inverse_std
 
 
+def _affine(
+    h: np.ndarray,
+    w: np.ndarray,
+    gain: np.ndarray | None,
+    bias: np.ndarray | None,
+    stack: tuple[int, ...],
+) -> np.ndarray:
+    """`z = gain * (h @ w) + bias`, in place on the product where it already has the stack shape."""
+    z = np.matmul(h, w)
+    for term, combine in ((gain, np.multiply), (bias, np.add)):
+        if term is None:
+            continue
+        if z.shape[:-2] == stack:
+            combine(z, term, out=z)
+        else:  # the first layer of a stack made by the gain (or the biases) alone
+            z = combine(z, term)
+    return z
+
+
 def _all_finite(a: np.ndarray, stack: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(np.isfinite(a).all(axis=(-2, -1)), stack)
 
@@ -328,6 +383,7 @@ def _run(
     weights: Sequence[np.ndarray],
     activation: Activation,
     *,
+    biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
     residual: bool = False,
     upstream: np.ndarray | None = None,
@@ -341,6 +397,8 @@ def _run(
     product: it broadcasts against the stack shape, so base weights of shape `(trials, n, n)`
     and a gain of shape `(scales, 1)` run `scales * trials` networks. With `weight_grads=False`
     the weight gradients are skipped (their norms are nan) and the layer inputs are not kept.
+    `biases`, if given, are shaped `(..., 1, n_l)` to broadcast against `z_l`; the gain does not
+    multiply them.
     """
     dtype = x.dtype
     depth = len(weights)
@@ -363,12 +421,7 @@ def _run(
         for layer, w in enumerate(weights):
             if weight_grads:
                 inputs.append(h)
-            z = np.matmul(h, w)
-            if gain_array is not None:
-                if z.shape[:-2] == stack:
-                    z *= gain_array
-                else:  # the first layer of a stack made by the gain alone
-                    z = z * gain_array
+            z = _affine(h, w, gain_array, None if biases is None else biases[layer], stack)
             finite[layer] = _all_finite(z, stack)
             if batchnorm:
                 inverse_std = _batchnorm_forward(z)
@@ -387,10 +440,11 @@ def _run(
             h = h + a if residual else a
             finite[layer] &= _all_finite(h, stack)
 
-        log10_grads, log10_weight_grads, grads, w_grads = _backward(
+        log10_grads, log10_weight_grads, log10_bias_grads, grads, w_grads, b_grads = _backward(
             h.shape,
             upstream,
             weights=weights,
+            has_biases=biases is not None,
             inputs=inputs,
             derivatives=derivatives,
             normalised=normalised,
@@ -417,6 +471,8 @@ def _run(
         residual=residual,
         grads=grads,
         weight_grads=w_grads,
+        log10_bias_grad_norms=log10_bias_grads,
+        bias_grads=b_grads,
     )
 
 
@@ -425,6 +481,7 @@ def _backward(
     upstream: np.ndarray | None,
     *,
     weights: Sequence[np.ndarray],
+    has_biases: bool,
     inputs: list[np.ndarray],
     derivatives: list[np.ndarray],
     normalised: list[tuple[np.ndarray, np.ndarray]],
@@ -433,14 +490,23 @@ def _backward(
     residual: bool,
     keep_grads: bool,
     weight_grads: bool,
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...] | None, tuple[np.ndarray, ...] | None]:
+) -> tuple[
+    np.ndarray,
+    np.ndarray,
+    np.ndarray | None,
+    tuple[np.ndarray, ...] | None,
+    tuple[np.ndarray, ...] | None,
+    tuple[np.ndarray, ...] | None,
+]:
     """The backward pass in log space; consumes the caches (the derivatives are overwritten)."""
     depth = len(weights)
     stack = output_shape[:-2]
     log10_grads = np.empty((*stack, depth + 1))
     log10_weight_grads = np.full((*stack, depth), np.nan)
+    log10_bias_grads = np.empty((*stack, depth)) if has_biases else None
     grads: list[np.ndarray] = []
     w_grads: list[np.ndarray] = []
+    b_grads: list[np.ndarray] = []
 
     # The true gradient dLoss/dh_l is g * 10 ** log_scale, with ||g|| = 1 (or g = 0).
     g = np.ones(output_shape, dtype) if upstream is None else upstream.astype(dtype, copy=True)
@@ -460,6 +526,11 @@ def _backward(
         if normalised:
             z_hat, inverse_std = normalised.pop()
             _batchnorm_backward(dz, z_hat, inverse_std)
+        if log10_bias_grads is not None:
+            db = dz.sum(axis=-2, keepdims=True)
+            log10_bias_grads[..., layer] = np.log10(_norms(db)) + log_scale
+            if keep_grads:
+                b_grads.append(_unscale(db, log_scale, dtype)[..., 0, :])
         if weight_grads:
             dw = np.matmul(np.swapaxes(inputs.pop(), -1, -2), dz)
             log10_weight_grads[..., layer] = np.log10(_norms(dw)) + log_scale
@@ -481,8 +552,10 @@ def _backward(
     return (
         log10_grads,
         log10_weight_grads,
+        log10_bias_grads,
         tuple(reversed(grads)) if keep_grads else None,
         tuple(reversed(w_grads)) if keep_grads and weight_grads else None,
+        tuple(reversed(b_grads)) if keep_grads and has_biases else None,
     )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from vangrad._validation import (
     check_bool,
     check_float_dtype,
+    check_nonnegative_float,
     check_positive_int,
 )
 from vangrad.activations import Activation
@@ -25,6 +26,7 @@ def simulate(
     activation: str | Activation,
     init: str | Initializer,
     weight_scale: float | None = None,
+    bias_std: float = 0.0,
     batch_size: int,
     batchnorm: bool = False,
     residual: bool = False,
@@ -47,6 +49,8 @@ def simulate(
         init: A name from `INITIALIZERS` or an `Initializer`.
         weight_scale: For `init="normal"`, the standard deviation of the weights (required);
             for every other initialiser, a gain multiplying the weights (default 1).
+        bias_std: The standard deviation `sigma_b` of the biases, drawn from `N(0, sigma_b^2)`
+            after the weights; 0 (default) means no biases.
         batch_size: The number of input samples; an integer >= 1 (>= 2 with `batchnorm`).
         batchnorm: Normalise each layer's pre-activations over the batch.
         residual: Add each layer's input to its output.
@@ -93,6 +97,7 @@ def simulate(
     batchnorm = check_bool("batchnorm", batchnorm)
     residual = check_bool("residual", residual)
     keep_grads = check_bool("keep_grads", keep_grads)
+    bias_std = check_nonnegative_float("bias_std", bias_std)
     float_dtype = check_float_dtype("dtype", dtype)
     if batchnorm and batch_size < 2:
         raise ValueError(
@@ -108,7 +113,20 @@ def simulate(
     )
     shape = (depth, width, width) if trials == 1 else (depth, trials, width, width)
     weights = list(drawn.reshape(shape))
-    return _run(x, weights, act, batchnorm=batchnorm, residual=residual, keep_grads=keep_grads)
+    biases = None
+    if bias_std > 0:
+        # Drawn after the weights, so a network with biases has the same weights as one without.
+        drawn_biases = rng.normal(0.0, bias_std, size=(depth, trials, 1, width))
+        biases = list(drawn_biases.astype(float_dtype).reshape(*shape[:-2], 1, width))
+    return _run(
+        x,
+        weights,
+        act,
+        biases=biases,
+        batchnorm=batchnorm,
+        residual=residual,
+        keep_grads=keep_grads,
+    )
 
 
 def _make_rng(seed: object) -> np.random.Generator:
