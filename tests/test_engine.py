@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vangrad import ACTIVATIONS, Activation, backprop, get_activation, simulate
+from vangrad.engine import _run
 
 NAMES = sorted(ACTIVATIONS)
 EPS = 1e-5
@@ -581,3 +582,20 @@ def test_simulate_draws_biases_after_the_weights() -> None:
     assert not np.allclose(biased.log10_grad_norms, plain.log10_grad_norms)
     assert biased.bias_grads is not None
     assert biased.bias_grads[0].shape == (3, 6)
+
+
+def test_upstream_may_be_a_function_of_the_output() -> None:
+    x, weights, _ = small_network(residual=False)
+    target = np.linspace(-1, 1, 12).reshape(6, 2)
+    seen: list[np.ndarray] = []
+
+    def mse_grad(h: np.ndarray) -> np.ndarray:
+        seen.append(h.copy())
+        return h - target
+
+    flow = _run(x, weights, get_activation("tanh"), upstream=mse_grad)
+    act = get_activation("tanh")
+    output = forward(x, weights, act.function, batchnorm=False, residual=False)
+    np.testing.assert_allclose(seen[0], output, rtol=1e-12)
+    direct = backprop(x, weights, "tanh", upstream=output - target)
+    np.testing.assert_allclose(flow.log10_grad_norms, direct.log10_grad_norms, rtol=1e-12)

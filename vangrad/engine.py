@@ -23,7 +23,7 @@ shared by every trial.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -386,7 +386,7 @@ def _run(
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
     residual: bool = False,
-    upstream: np.ndarray | None = None,
+    upstream: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
     keep_grads: bool = False,
     gain: np.ndarray | None = None,
     weight_grads: bool = True,
@@ -397,6 +397,8 @@ def _run(
     product: it broadcasts against the stack shape, so base weights of shape `(trials, n, n)`
     and a gain of shape `(scales, 1)` run `scales * trials` networks. With `weight_grads=False`
     the weight gradients are skipped (their norms are nan) and the layer inputs are not kept.
+    `upstream` may be a function of the output `h_L` that returns `dLoss/dh_L` (a loss such as
+    cross-entropy, whose gradient needs the forward pass): it runs between the two passes.
     `biases`, if given, are shaped `(..., 1, n_l)` to broadcast against `z_l`; the gain does not
     multiply them.
     """
@@ -440,6 +442,8 @@ def _run(
             h = h + a if residual else a
             finite[layer] &= _all_finite(h, stack)
 
+        if callable(upstream):
+            upstream = upstream(h)
         log10_grads, log10_weight_grads, log10_bias_grads, grads, w_grads, b_grads = _backward(
             h.shape,
             upstream,
