@@ -116,16 +116,18 @@ def test_sweep_labels_shapes_and_statistics() -> None:
     assert grid.inits == ("normal", "orthogonal")
     assert grid.weight_scales.tolist() == [0.5, 1.0, 2.0, 4.0]
     assert grid.depths.tolist() == [2, 5, 9]
-    assert grid.dims == ("activation", "init", "weight_scale", "depth")
-    assert grid.log10_input_grad.shape == (2, 2, 4, 3, 7)
+    assert grid.dims == ("activation", "init", "batchnorm", "residual", "weight_scale", "depth")
+    assert grid.batchnorm == (False,)
+    assert grid.residual == (False,)
+    assert grid.log10_input_grad.shape == (2, 2, 1, 1, 4, 3, 7)
     for stat in (grid.median, grid.q25, grid.q75, grid.overflow_fraction):
-        assert stat.shape == (2, 2, 4, 3)
+        assert stat.shape == (2, 2, 1, 1, 4, 3)
     assert np.all(grid.q25 <= grid.median)
     assert np.all(grid.median <= grid.q75)
     assert np.all(grid.overflow_fraction == 0)
     # ReLU is positively homogeneous and the scales share their base networks, so doubling the
     # scale multiplies every depth-d input gradient by exactly 2 ** d.
-    shift = np.diff(grid.log10_input_grad[1], axis=1)  # (init, scale step, depth, trial)
+    shift = np.diff(grid.log10_input_grad[1, :, 0, 0], axis=1)  # (init, scale step, depth, trial)
     expected = grid.depths[:, None] * np.log10(2)
     np.testing.assert_allclose(shift, np.broadcast_to(expected, shift.shape), atol=1e-9)
 
@@ -156,7 +158,7 @@ def test_sweep_matches_backprop_on_each_network() -> None:
                 for t in range(trials):
                     weights = [scale * base[layer, t] for layer in range(depth)]
                     expected = backprop(x[t], weights, activation, batchnorm=True)
-                    assert grid.log10_input_grad[a, 0, s, k, t] == pytest.approx(
+                    assert grid.log10_input_grad[a, 0, 0, 0, s, k, t] == pytest.approx(
                         expected.log10_grad_norms[0], rel=1e-10
                     )
 
@@ -166,7 +168,7 @@ def test_sweep_records_overflow() -> None:
         [400], width=3, batch_size=2, activations=["linear"], inits=["normal"],
         weight_scales=[1.0, 100.0], trials=4,
     )  # fmt: skip
-    assert grid.overflow_fraction[0, 0].tolist() == [[0.0], [1.0]]
+    assert grid.overflow_fraction[0, 0, 0, 0].tolist() == [[0.0], [1.0]]
 
 
 def test_sweep_needs_weight_scales_for_normal() -> None:
@@ -196,3 +198,50 @@ def test_sweep_accepts_numpy_arrays() -> None:
     grid = sweep(np.array([2, 3]), width=4, batch_size=2, weight_scales=np.linspace(0.5, 1.5, 3))
     assert grid.depths.tolist() == [2, 3]
     assert grid.weight_scales.tolist() == [0.5, 1.0, 1.5]
+
+
+def test_sweep_compares_batchnorm_and_residual_on_the_same_networks() -> None:
+    depths, width, batch, trials = [4], 5, 6, 3
+    grid = sweep(
+        depths,
+        width=width,
+        batch_size=batch,
+        activations=["tanh"],
+        inits=["xavier_normal"],
+        trials=trials,
+        batchnorm=[False, True],
+        residual=[False, True],
+        seed=4,
+    )
+    assert grid.batchnorm == (False, True)
+    assert grid.residual == (False, True)
+    assert grid.median.shape == (1, 1, 2, 2, 1, 1)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((trials, batch, width))
+    base = (
+        INITIALIZERS["xavier_normal"]
+        .sample(rng, width, width, trials=max(depths) * trials)
+        .reshape(max(depths), trials, width, width)
+    )
+    for b, batchnorm in enumerate((False, True)):
+        for r, residual in enumerate((False, True)):
+            for t in range(trials):
+                weights = [base[layer, t] for layer in range(max(depths))]
+                expected = backprop(x[t], weights, "tanh", batchnorm=batchnorm, residual=residual)
+                assert grid.log10_input_grad[0, 0, b, r, 0, 0, t] == pytest.approx(
+                    expected.log10_grad_norms[0], rel=1e-10
+                )
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        ("yes", TypeError, r"batchnorm must be True, False or a list such as \[False, True\]"),
+        ([False, 1], TypeError, r"batchnorm\[1\] must be"),
+        ([True, True], ValueError, r"batchnorm lists a setting twice: \[True, True\]"),
+        ([], ValueError, r"batchnorm must not be empty"),
+    ],
+)
+def test_sweep_refuses_bad_switches(value: object, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        sweep([3], width=4, batch_size=2, batchnorm=value)

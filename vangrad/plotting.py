@@ -248,7 +248,15 @@ def plot_gradient_profile(
     return ax
 
 
-def plot_sweep(grid: Sweep, *, activation: int = 0, init: int = 0, ax: Axes | None = None) -> Axes:
+def plot_sweep(
+    grid: Sweep,
+    *,
+    activation: int = 0,
+    init: int = 0,
+    batchnorm: int = 0,
+    residual: int = 0,
+    ax: Axes | None = None,
+) -> Axes:
     """Map the input-layer gradient over weight scales and depths from a [`sweep`][vangrad.sweep].
 
     Colour is the median over trials of the input gradient relative to the output gradient,
@@ -261,6 +269,8 @@ def plot_sweep(grid: Sweep, *, activation: int = 0, init: int = 0, ax: Axes | No
         grid: A sweep result.
         activation: Which activation of the grid (index along its first axis).
         init: Which initialiser of the grid (index along its second axis).
+        batchnorm: Which batch-normalisation setting (index along the third axis).
+        residual: Which residual setting (index along the fourth axis).
         ax: Where to draw; a new figure when omitted.
 
     Returns:
@@ -277,7 +287,7 @@ def plot_sweep(grid: Sweep, *, activation: int = 0, init: int = 0, ax: Axes | No
         #> network depth (layers)
         ```
     """
-    median = grid.median[activation, init] - grid.log10_output_grad
+    median = grid.median[activation, init, batchnorm, residual] - grid.log10_output_grad
     ax = _new_axes(ax)
     finite = median[np.isfinite(median)]
     # Each side of white uses the full colour range, so a modest explosion is as visible as a

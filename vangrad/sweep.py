@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,15 +27,18 @@ __all__ = ["Sweep", "sweep"]
 class Sweep:
     """The input-layer gradient over a grid, as `log10` norms.
 
-    Every array of statistics has the axes `dims`: `(activation, init, weight_scale, depth)`;
-    `log10_input_grad` has one more axis, the trials.
+    Every array of statistics has the axes `dims`:
+    `(activation, init, batchnorm, residual, weight_scale, depth)`; `log10_input_grad` has one
+    more axis, the trials.
 
     Attributes:
         activations: The activation names, labels of axis 0.
         inits: The initialiser names, labels of axis 1.
+        batchnorm: Without (`False`) or with (`True`) batch normalisation, labels of axis 2.
+        residual: Without (`False`) or with (`True`) residual connections, labels of axis 3.
         weight_scales: The weight scales (standard deviations for `"normal"`, gains otherwise),
-            labels of axis 2.
-        depths: The depths, labels of axis 3.
+            labels of axis 4.
+        depths: The depths, labels of axis 5.
         log10_input_grad: `log10 ||dLoss/dx||` for every grid point and trial.
         median: The median over trials of `log10_input_grad`. Quantiles here are trial values,
             never interpolated (numpy's `inverted_cdf`: the lower middle for an even count), so
@@ -50,6 +54,8 @@ class Sweep:
 
     activations: tuple[str, ...]
     inits: tuple[str, ...]
+    batchnorm: tuple[bool, ...]
+    residual: tuple[bool, ...]
     weight_scales: np.ndarray
     depths: np.ndarray
     log10_input_grad: np.ndarray = field(repr=False)
@@ -58,7 +64,7 @@ class Sweep:
     q75: np.ndarray = field(repr=False)
     overflow_fraction: np.ndarray = field(repr=False)
     log10_output_grad: float = 0.0
-    dims: tuple[str, ...] = ("activation", "init", "weight_scale", "depth")
+    dims: tuple[str, ...] = ("activation", "init", "batchnorm", "residual", "weight_scale", "depth")
 
 
 def sweep(
@@ -70,8 +76,8 @@ def sweep(
     inits: Sequence[str | Initializer] = ("xavier_normal",),
     weight_scales: Sequence[float] | None = None,
     trials: int = 16,
-    batchnorm: bool = False,
-    residual: bool = False,
+    batchnorm: bool | Sequence[bool] = False,
+    residual: bool | Sequence[bool] = False,
     seed: int | np.random.Generator = 0,
     dtype: str | type[np.floating] = "float64",
 ) -> Sweep:
@@ -81,8 +87,8 @@ def sweep(
     weight scale 1) and shared by every activation, weight scale and depth: a network of depth
     `d` uses the first `d` layers, and the weight scale multiplies the weights. These common
     random numbers make neighbouring grid points directly comparable. All weight scales (and
-    trials) of one (activation, init, depth) run as one stacked engine call. Each trial has its
-    own input, standard normal of shape `(batch_size, width)`.
+    trials) of one (activation, init, batchnorm, residual, depth) run as one stacked engine
+    call. Each trial has its own input, standard normal of shape `(batch_size, width)`.
 
     Memory grows as `depth * len(weight_scales) * trials * batch_size * width` floats.
 
@@ -95,8 +101,10 @@ def sweep(
         weight_scales: Standard deviations for `"normal"` (then required), gains for the
             others. Default: `[1.0]`.
         trials: The number of networks per grid point; an integer >= 1.
-        batchnorm: Normalise each layer's pre-activations over the batch.
-        residual: Add each layer's input to its output.
+        batchnorm: Normalise each layer's pre-activations over the batch: a bool, or a list of
+            the settings to compare, such as `[False, True]`.
+        residual: Add each layer's input to its output: a bool, or a list such as
+            `[False, True]`.
         seed: An integer >= 0, or a `numpy.random.Generator`.
         dtype: `"float64"` (default) or `"float32"`.
 
@@ -114,9 +122,11 @@ def sweep(
 
         scales = {"weight_scales": [0.1, 0.5], "inits": ["normal"]}
         grid = sweep([5, 20], width=16, batch_size=8, activations=["tanh", "relu"], **scales)
-        print(grid.dims, grid.median.shape)
-        #> ('activation', 'init', 'weight_scale', 'depth') (2, 1, 2, 2)
-        print(grid.median[0, 0].round(1).tolist())
+        print(grid.dims)
+        #> ('activation', 'init', 'batchnorm', 'residual', 'weight_scale', 'depth')
+        print(grid.median.shape)
+        #> (2, 1, 1, 1, 2, 2)
+        print(grid.median[0, 0, 0, 0].round(1).tolist())
         #> [[-1.1, -7.3], [1.2, 2.1]]
         ```
     """
@@ -127,14 +137,22 @@ def sweep(
     acts = [_check_activation(a) for a in _check_list("activations", activations)]
     initializers = [get_initializer(i) for i in _check_list("inits", inits)]
     scales = _check_scales(weight_scales, initializers)
-    batchnorm = check_bool("batchnorm", batchnorm)
-    residual = check_bool("residual", residual)
+    norms = _check_switch("batchnorm", batchnorm)
+    skips = _check_switch("residual", residual)
     float_dtype = check_float_dtype("dtype", dtype)
-    if batchnorm and batch_size < 2:
+    if any(norms) and batch_size < 2:
         raise ValueError(f"batchnorm=True needs batch_size >= 2, got batch_size={batch_size}")
     rng = _make_rng(seed)
 
-    shape = (len(acts), len(initializers), scales.size, depth_values.size, trials)
+    shape = (
+        len(acts),
+        len(initializers),
+        len(norms),
+        len(skips),
+        scales.size,
+        depth_values.size,
+        trials,
+    )
     values = np.empty(shape)
     overflowed = np.empty(shape, dtype=bool)
     gain = scales[:, np.newaxis]  # (scales, 1) against (trials,): a (scales, trials) stack
@@ -144,19 +162,20 @@ def sweep(
         base = initializer.sample(
             rng, width, width, weight_scale=1.0, trials=max_depth * trials, dtype=float_dtype
         ).reshape(max_depth, trials, width, width)
-        for a, act in enumerate(acts):
-            for k, depth in enumerate(depth_values):
-                flow = _run(
-                    x,
-                    list(base[:depth]),
-                    act,
-                    batchnorm=batchnorm,
-                    residual=residual,
-                    gain=gain,
-                    weight_grads=False,
-                )
-                values[a, i, :, k] = flow.log10_grad_norms[..., 0]
-                overflowed[a, i, :, k] = flow.trial_overflow_layer > 0
+        for (a, act), (b, norm), (r, skip), (k, depth) in itertools.product(
+            enumerate(acts), enumerate(norms), enumerate(skips), enumerate(depth_values)
+        ):
+            flow = _run(
+                x,
+                list(base[:depth]),
+                act,
+                batchnorm=norm,
+                residual=skip,
+                gain=gain,
+                weight_grads=False,
+            )
+            values[a, i, b, r, :, k] = flow.log10_grad_norms[..., 0]
+            overflowed[a, i, b, r, :, k] = flow.trial_overflow_layer > 0
 
     # No interpolation: a trial whose gradient is exactly 0 (log10 = -inf, a dead ReLU stack)
     # would turn an interpolated quantile into -inf - -inf = nan.
@@ -164,6 +183,8 @@ def sweep(
     return Sweep(
         activations=tuple(act.name for act in acts),
         inits=tuple(initializer.name for initializer in initializers),
+        batchnorm=norms,
+        residual=skips,
         weight_scales=scales,
         depths=depth_values,
         log10_input_grad=values,
@@ -187,6 +208,20 @@ def _check_list(name: str, value: object) -> list[object]:
     if not value:
         raise ValueError(f"{name} must not be empty")
     return list(value)
+
+
+def _check_switch(name: str, value: object) -> tuple[bool, ...]:
+    """A bool, or a list of distinct bools: the settings of an on/off axis of the grid."""
+    if isinstance(value, bool | np.bool_):
+        return (bool(value),)
+    if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(
+            f"{name} must be True, False or a list such as [False, True], got {value!r}"
+        )
+    settings = tuple(check_bool(f"{name}[{i}]", v) for i, v in enumerate(_check_list(name, value)))
+    if len(set(settings)) != len(settings):
+        raise ValueError(f"{name} lists a setting twice: {list(settings)}")
+    return settings
 
 
 def _check_depths(depths: object) -> np.ndarray:
