@@ -50,6 +50,7 @@ def _figures() -> dict[str, Callable[[], Any]]:
     from vangrad import get_activation, log10_gradient_bound, simulate, sweep
     from vangrad.plotting import (
         plot_activation,
+        plot_comparison,
         plot_gradient_bound,
         plot_gradient_profile,
         plot_sweep,
@@ -169,8 +170,50 @@ def _figures() -> dict[str, Callable[[], Any]]:
             ],
         )
 
+    def residual_profiles() -> Any:
+        common = {"depth": 100, "width": 64, "batch_size": 32, "trials": 8}
+        runs = [
+            ("sigmoid, plain", {"activation": "sigmoid", "init": "xavier_normal"}),
+            (
+                "sigmoid, residual",
+                {"activation": "sigmoid", "init": "xavier_normal", "residual": True},
+            ),
+            ("tanh, plain", {"activation": "tanh", "init": "xavier_normal"}),
+            ("tanh, residual", {"activation": "tanh", "init": "xavier_normal", "residual": True}),
+            (
+                "relu, he_normal, residual",
+                {"activation": "relu", "init": "he_normal", "residual": True},
+            ),
+            (
+                "relu, he_normal x 0.1, residual",
+                {"activation": "relu", "init": "he_normal", "weight_scale": 0.1, "residual": True},
+            ),
+        ]
+        return profiles(
+            "100 layers, 64 units: median and quartiles of 8 networks",
+            [(label, {**common, **options}) for label, options in runs],
+        )
+
+    def comparison() -> Any:
+        # The same grid as the snippet on the "Putting it together" page.
+        grid = sweep(
+            [50],
+            width=64,
+            batch_size=32,
+            activations=["sigmoid", "tanh", "relu"],
+            inits=["normal", "xavier_normal", "he_normal", "orthogonal"],
+            weight_scales=[1.0],
+            batchnorm=[False, True],
+            residual=[False, True],
+            trials=8,
+        )
+        _, ax = plt.subplots(figsize=(8, 6.4), layout="constrained")
+        return plot_comparison(grid, ax=ax)
+
     return {
+        "comparison": comparison,
         "gradient-bound": lambda: plot_gradient_bound(30),
+        "residual-profiles": residual_profiles,
         "relu-inits": relu_inits,
         "relu-vs-sigmoid": relu_vs_sigmoid,
         "relu-family": relu_family,

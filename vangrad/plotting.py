@@ -19,6 +19,7 @@ from vangrad.sweep import Sweep
 
 __all__ = [
     "plot_activation",
+    "plot_comparison",
     "plot_gradient_bound",
     "plot_gradient_profile",
     "plot_sweep",
@@ -248,6 +249,74 @@ def plot_gradient_profile(
     return ax
 
 
+def _diverging_norm(values: np.ndarray) -> TwoSlopeNorm:
+    """A colour scale white at 0 (no change), each side using the full colour range.
+
+    A modest explosion is then as visible as a deep vanishing.
+    """
+    finite = values[np.isfinite(values)]
+    low = min(float(finite.min()) if finite.size else -1.0, -1.0)
+    high = max(float(finite.max()) if finite.size else 1.0, 1.0)
+    return TwoSlopeNorm(vcenter=0.0, vmin=low, vmax=high)
+
+
+def plot_comparison(
+    grid: Sweep, *, depth: int = -1, weight_scale: int = 0, ax: Axes | None = None
+) -> Axes:
+    """Compare every (activation, init) against every (batchnorm, residual) setting of a sweep.
+
+    One row per activation and initialiser, one column per combination of batch normalisation
+    and residual connections; the colour and the number in each cell are the median over trials
+    of `log10 (||dLoss/dx|| / ||dLoss/dh_L||)` at one depth and weight scale: blue where the
+    gradient vanishes on its way to the input, red where it explodes.
+
+    Args:
+        grid: A sweep result.
+        depth: Which depth of the grid (index along its depth axis; default the last).
+        weight_scale: Which weight scale (index along its weight-scale axis).
+        ax: Where to draw; a new figure when omitted.
+
+    Returns:
+        The `Axes` drawn on.
+
+    Example:
+        ```py
+        from vangrad import sweep
+        from vangrad.plotting import plot_comparison
+
+        grid = sweep([6], width=8, batch_size=4, activations=["tanh"], batchnorm=[False, True])
+        ax = plot_comparison(grid)
+        print([label.get_text() for label in ax.get_xticklabels()])
+        #> ['plain', 'batch norm']
+        ```
+    """
+    relative = grid.median[..., weight_scale, depth] - grid.log10_output_grad
+    rows = relative.reshape(len(grid.activations) * len(grid.inits), -1)
+    columns = [(b, r) for b in grid.batchnorm for r in grid.residual]
+    names = {
+        (False, False): "plain",
+        (True, False): "batch norm",
+        (False, True): "residual",
+        (True, True): "batch norm\n+ residual",
+    }
+    ax = _new_axes(ax)
+    norm = _diverging_norm(rows)
+    mesh = ax.imshow(rows, cmap="RdBu_r", norm=norm, aspect="auto")
+    for (i, j), value in np.ndenumerate(rows):
+        dark = abs(float(norm(value)) - 0.5) > 0.3  # white text on the deep blues and reds
+        color = "white" if dark else "black"
+        ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize="small", color=color)
+    ax.set_xticks(range(len(columns)), [names[c] for c in columns])
+    ax.set_yticks(range(rows.shape[0]), [f"{a}, {i}" for a in grid.activations for i in grid.inits])
+    ax.xaxis.tick_top()
+    colorbar = ax.figure.colorbar(mesh, ax=ax)
+    colorbar.set_label("median log10 of (gradient at input / at output)")
+    ax.set_title(
+        f"{int(grid.depths[depth])} layers: gradient at the first layer, relative to the output"
+    )
+    return ax
+
+
 def plot_sweep(
     grid: Sweep,
     *,
@@ -289,19 +358,9 @@ def plot_sweep(
     """
     median = grid.median[activation, init, batchnorm, residual] - grid.log10_output_grad
     ax = _new_axes(ax)
-    finite = median[np.isfinite(median)]
-    # Each side of white uses the full colour range, so a modest explosion is as visible as a
-    # deep vanishing.
-    low = min(float(finite.min()) if finite.size else -1.0, -1.0)
-    high = max(float(finite.max()) if finite.size else 1.0, 1.0)
     scales, depths = grid.weight_scales, grid.depths
     mesh = ax.pcolormesh(
-        depths,
-        scales,
-        median,
-        shading="nearest",
-        cmap="RdBu_r",
-        norm=TwoSlopeNorm(vcenter=0.0, vmin=low, vmax=high),
+        depths, scales, median, shading="nearest", cmap="RdBu_r", norm=_diverging_norm(median)
     )
     levels = [-6, -1, 1, 6]
     contours = ax.contour(depths, scales, median, levels=levels, colors="black", linewidths=0.8)
