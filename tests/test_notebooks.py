@@ -108,6 +108,8 @@ def test_notebook_page_has_fresh_outputs_and_downloads(built_site: Path, name: s
     assert 'data-mime-type="application/vnd.jupyter.stderr"' not in content
     for alt in re.findall(r'<img alt="([^"]*)"', html):
         assert len(alt) > 20, f"{name}: an image with alt text {alt!r}"
+        # A sentence cut short means a wrapped '# alt:' comment lost its continuation lines.
+        assert alt.endswith("."), f"{name}: alt text {alt!r} does not end a sentence"
     assert f'href="{name}.ipynb"' in html
     assert (built_site / "notebooks" / name / f"{name}.py").is_file()
     notebook = json.loads((built_site / "notebooks" / name / f"{name}.ipynb").read_text("utf-8"))

@@ -59,8 +59,10 @@ start = time.perf_counter()
 for label, architecture in RUNS.items():
     network = make_network(2, 2, depth=DEPTH, width=WIDTH, seed=1, **architecture)
     results[label] = train(network, x, y, **TRAINING)
-print(f"trained {len(RUNS)} networks for {TRAINING['steps']} steps each in "
-      f"{time.perf_counter() - start:.1f} s")
+print(
+    f"trained {len(RUNS)} networks for {TRAINING['steps']} steps each in "
+    f"{time.perf_counter() - start:.1f} s"
+)
 
 # %% [markdown]
 # ## The loss
@@ -70,7 +72,8 @@ print(f"trained {len(RUNS)} networks for {TRAINING['steps']} steps each in "
 # bold ones are moving averages over 20 steps.
 
 # %%
-# alt: Mini-batch loss against the training step: the sigmoid network (a) stays flat at the dotted line of a coin flip, ln 2, while the ReLU (b) and residual tanh (c) networks fall towards zero.
+# alt: Mini-batch loss against the training step: the sigmoid network (a) stays flat at the dotted
+#   line of a coin flip, ln 2, while the ReLU (b) and residual tanh (c) networks fall towards zero.
 ax = plot_loss_curves(results)
 ax.axhline(np.log(2), color="0.4", linestyle=":", linewidth=1)
 ax.set_title("Training loss: same data, same steps, same optimiser")
@@ -86,8 +89,10 @@ for label, result in results.items():
     final = loss_and_gradients(result.network, x, y)
     first = np.median(result.update_ratios[:, 0])
     last = np.median(result.update_ratios[:, DEPTH - 1])
-    print(f"{label:27s} loss {final.loss:.3f}  accuracy {final.accuracy:.0%}  "
-          f"update ratio: layer 1 {first:.1e}, layer {DEPTH} {last:.1e}")
+    print(
+        f"{label:27s} loss {final.loss:.3f}  accuracy {final.accuracy:.0%}  "
+        f"update ratio: layer 1 {first:.1e}, layer {DEPTH} {last:.1e}"
+    )
 
 # %% [markdown]
 # ## How far each layer moves
@@ -97,7 +102,10 @@ for label, result in results.items():
 # all three maps.
 
 # %%
-# alt: Three heat maps of the log10 update ratio by layer and step, on one colour scale: in (a) the colour darkens steadily from the readout at the bottom to the first layer at the top, many powers of ten lower there, for the whole of training; in (b) and (c) every layer has about the same colour.
+# alt: Three heat maps of the log10 update ratio by layer and step, on one colour scale: in (a) the
+#   colour darkens layer by layer from the readout at the bottom to the first layers at the top,
+#   many powers of ten lower there, for the whole of training; in (b) and (c) every layer has
+#   about the same colour.
 logs = np.log10(np.concatenate([r.update_ratios.ravel() for r in results.values()]))
 low, high = np.floor(logs.min()), np.ceil(logs.max())
 fig, axes = plt.subplots(3, 1, figsize=(8, 9), layout="constrained", sharex=True)
@@ -123,8 +131,10 @@ plt.show()
 print(f"chi <= {WIDTH} * 0.1^2 * (1/4)^2 = {WIDTH * 0.1**2 * 0.25**2:.3f} per layer for (a)")
 for label, result in results.items():
     norms = result.grad_norms[0]
-    print(f"{label:27s} ||dLoss/dW|| at step 1: layer 1 {norms[0]:.1e}, "
-          f"layer {DEPTH} {norms[DEPTH - 1]:.1e}, readout {norms[-1]:.1e}")
+    print(
+        f"{label:27s} ||dLoss/dW|| at step 1: layer 1 {norms[0]:.1e}, "
+        f"layer {DEPTH} {norms[DEPTH - 1]:.1e}, readout {norms[-1]:.1e}"
+    )
 
 # %% [markdown]
 # ## What each network learnt
@@ -132,7 +142,8 @@ for label, result in results.items():
 # The plane coloured by the class each network predicts, with the training points on top.
 
 # %%
-# alt: Decision regions on the spirals: network (a) colours the whole plane, or nearly all of it, with one class; networks (b) and (c) draw a boundary that winds between the two arms.
+# alt: Decision regions on the spirals: network (a) colours the whole plane, or nearly all of it,
+#   with one class; networks (b) and (c) draw a boundary that winds between the two arms.
 fig, axes = plt.subplots(1, 3, figsize=(12, 4.2), layout="constrained")
 for ax, (label, result) in zip(axes, results.items(), strict=True):
     plot_decision_boundary(result.network, x, y, resolution=120, ax=ax)
