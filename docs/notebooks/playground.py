@@ -14,7 +14,7 @@ from vangrad import backprop, get_activation, gradient_bound, simulate
 from vangrad.plotting import plot_activation, plot_gradient_bound, plot_gradient_profile
 
 # %% [markdown]
-# ## 1. The exercise: $0.25^k$ per layer
+# ## 1. The exercise: a factor of 0.25 per layer
 #
 # The exercise asks for the gradient magnitude at each layer of an $N$-layer sigmoid stack,
 # input first, as $0.25^{N - i}$. `gradient_bound` returns exactly that list:
