@@ -308,3 +308,20 @@ def test_network_argument_and_batchnorm_batch_errors() -> None:
         train(bn, x, y, steps=1, batch_size=1, learning_rate=0.1)
     with pytest.raises(ValueError, match="batch of at least 2"):
         predict_proba(bn, x[:1])
+
+
+def test_update_ratio_map_averages_the_log_ratio_over_each_column_of_steps() -> None:
+    from vangrad.plotting import plot_update_ratios
+
+    x, y = spirals(10, seed=0)
+    net = make_network(2, 2, depth=2, width=4, activation="tanh", init="xavier_normal")
+    result = train(net, x, y, steps=7, batch_size=8, learning_rate=0.1)
+    ax = plot_update_ratios(result, steps_per_column=3)
+    shown = np.asarray(ax.collections[0].get_array()).reshape(3, 3)  # layers x columns
+    logs = np.log10(result.update_ratios).T
+    expected = np.stack(
+        [logs[:, 0:3].mean(axis=1), logs[:, 3:6].mean(axis=1), logs[:, 6:].mean(axis=1)], axis=1
+    )
+    np.testing.assert_allclose(shown, expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="steps_per_column"):
+        plot_update_ratios(result, steps_per_column=0)

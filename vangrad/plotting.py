@@ -449,6 +449,7 @@ def plot_decision_boundary(
 def plot_update_ratios(
     result: TrainingResult,
     *,
+    steps_per_column: int = 1,
     vmin: float | None = None,
     vmax: float | None = None,
     ax: Axes | None = None,
@@ -461,6 +462,9 @@ def plot_update_ratios(
 
     Args:
         result: A [`train`][vangrad.training.train] result.
+        steps_per_column: Each column shows the mean of the `log10` ratio over this many
+            consecutive steps (the last column over what is left): a smoother map, and a
+            smaller image; an integer >= 1.
         vmin: The bottom of the colour scale (a power of ten); pass the same `vmin` and `vmax`
             to compare runs side by side. Default: the smallest finite value.
         vmax: The top of the colour scale. Default: the largest finite value.
@@ -485,15 +489,23 @@ def plot_update_ratios(
     """
     if not isinstance(result, TrainingResult):
         raise TypeError(f"result must be a TrainingResult, got {type(result).__name__}")
+    steps_per_column = check_positive_int("steps_per_column", steps_per_column)
     with np.errstate(divide="ignore"):
         log_ratios = np.log10(result.update_ratios).T  # layers down, steps across
+    starts = np.arange(0, result.steps, steps_per_column)
+    with np.errstate(invalid="ignore"):  # -inf + inf where a column mixes zero and inf
+        log_ratios = np.add.reduceat(log_ratios, starts, axis=1) / np.diff(
+            np.append(starts, result.steps)
+        )
+    # Each column at the middle of its steps (1-based).
+    columns = starts + (np.diff(np.append(starts, result.steps)) + 1) / 2
     finite = log_ratios[np.isfinite(log_ratios)]
     low = vmin if vmin is not None else float(finite.min()) if finite.size else -1.0
     high = vmax if vmax is not None else float(finite.max()) if finite.size else 0.0
     layers = result.update_ratios.shape[1]
     ax = _new_axes(ax)
     mesh = ax.pcolormesh(
-        np.arange(1, result.steps + 1),
+        columns,
         np.arange(1, layers + 1),
         log_ratios,
         shading="nearest",

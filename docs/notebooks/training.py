@@ -98,8 +98,8 @@ for label, result in results.items():
 # ## How far each layer moves
 #
 # Each row of these maps is a layer, the first at the top and the readout at the bottom; each
-# column is a training step. The colour is $\log_{10}$ of the update ratio, on one scale for
-# all three maps.
+# column is four training steps. The colour is $\log_{10}$ of the update ratio (averaged over
+# the four steps), on one scale for all three maps.
 
 # %%
 # alt: Three heat maps of the log10 update ratio by layer and step, on one colour scale: in (a) the
@@ -108,9 +108,9 @@ for label, result in results.items():
 #   about the same colour.
 logs = np.log10(np.concatenate([r.update_ratios.ravel() for r in results.values()]))
 low, high = np.floor(logs.min()), np.ceil(logs.max())
-fig, axes = plt.subplots(3, 1, figsize=(8, 9), layout="constrained", sharex=True)
+fig, axes = plt.subplots(3, 1, figsize=(8, 7.5), layout="constrained", sharex=True)
 for ax, (label, result) in zip(axes, results.items(), strict=True):
-    plot_update_ratios(result, vmin=low, vmax=high, ax=ax)
+    plot_update_ratios(result, steps_per_column=4, vmin=low, vmax=high, ax=ax)
     ax.set_title(label)
 plt.show()
 
