@@ -8,6 +8,7 @@ notebook cell that draws a figure says what the figure shows in a comment of its
 
     # alt: The bound falls in a straight line on a log axis.
 
+(a long one continues on comment lines indented by two or more spaces, `#   and goes on`),
 and this hook puts that sentence into the image's `alt` attribute. A figure without such a
 comment fails the build, naming the notebook, so no image reaches a reader undescribed.
 """
@@ -24,7 +25,14 @@ from mkdocs.structure.files import File, Files
 
 PLACEHOLDER = 'alt="No description has been provided for this image"'
 _CELL_START = re.compile(r'(?=<div class="jp-Cell jp-CodeCell)')
-_ALT_COMMENT = re.compile(r"#\s*alt:\s*(?P<text>[^<\n]+)")
+_ALT_COMMENT = re.compile(
+    # The first line, then any comment lines indented by two or more spaces after the '#'
+    # (a long description wrapped to the line length); in the page each line is its own
+    # highlighted span.
+    r"#\s*alt:\s*(?P<text>[^<\n]+)"
+    r'(?P<more>(?:(?:</span>)?[ \t]*\n[ \t]*(?:<span class="c1">)?#[ \t]{2,}[^<\n]+)*)'
+)
+_CONTINUATION = re.compile(r"#[ \t]{2,}(?P<text>[^<\n]+)")
 
 
 def describe_notebook_figures(content: str, *, where: str) -> str:
@@ -38,7 +46,8 @@ def describe_notebook_figures(content: str, *, where: str) -> str:
             raise PluginError(
                 f"{where}: a code cell draws a figure but has no '# alt: <what it shows>' comment"
             )
-        text = html.unescape(found.group("text")).strip()
+        lines = [found.group("text"), *_CONTINUATION.findall(found.group("more"))]
+        text = " ".join(html.unescape(line).strip() for line in lines)
         cells[index] = cell.replace(PLACEHOLDER, f'alt="{html.escape(text)}"')
     return "".join(cells)
 

@@ -86,6 +86,17 @@ def test_notebook_figure_gets_its_alt_comment() -> None:
     assert notebooks.PLACEHOLDER not in out
 
 
+def test_notebook_alt_comment_continues_on_indented_comment_lines() -> None:
+    cell = (
+        '<div class="jp-Cell jp-CodeCell"><pre><span class="c1"># alt: A line that falls</span>\n'
+        '<span class="c1">#   steeply &amp; then levels off.</span>\n'
+        '<span class="c1"># An ordinary comment.</span>\n'
+        f"<img {notebooks.PLACEHOLDER} src='data:'></div>"
+    )
+    out = notebooks.describe_notebook_figures(cell, where="nb.py")
+    assert 'alt="A line that falls steeply &amp; then levels off."' in out
+
+
 def test_notebook_figure_without_alt_comment_fails_the_build() -> None:
     cell = f'<div class="jp-Cell jp-CodeCell"><img {notebooks.PLACEHOLDER} src="data:"></div>'
     with pytest.raises(PluginError, match=r"nb\.py: a code cell draws a figure"):

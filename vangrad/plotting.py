@@ -6,23 +6,30 @@ reader can restyle it, put several on one figure, or call `plt.show()`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from vangrad._validation import check_positive_int
 from vangrad.activations import Activation, get_activation
 from vangrad.bounds import SIGMOID_DERIVATIVE_MAX, log10_gradient_bound
 from vangrad.engine import SATURATION_THRESHOLD, GradientFlow
 from vangrad.sweep import Sweep
+from vangrad.training import Network, TrainingResult, predict_proba
 
 __all__ = [
     "plot_activation",
     "plot_comparison",
+    "plot_decision_boundary",
     "plot_gradient_bound",
     "plot_gradient_profile",
+    "plot_loss_curves",
     "plot_sweep",
+    "plot_update_ratios",
     "saturation_edge",
 ]
 
@@ -374,4 +381,213 @@ def plot_sweep(
     ax.set_ylabel("weight scale (gain on the initialiser)")
     name, init_name = grid.activations[activation], grid.inits[init]
     ax.set_title(f"{name}, {init_name}: gradient at the first layer")
+    return ax
+
+
+# --- training (vangrad.training) ----------------------------------------------------------------
+
+
+def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """The mean of each run of `window` consecutive values (shorter at the start)."""
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    ends = np.arange(1, values.size + 1)
+    starts = np.maximum(ends - window, 0)
+    return (sums[ends] - sums[starts]) / (ends - starts)
+
+
+def plot_loss_curves(
+    results: Mapping[str, TrainingResult],
+    *,
+    window: int = 20,
+    ax: Axes | None = None,
+) -> Axes:
+    """Plot the training loss of several runs against the step.
+
+    Each step's loss is that of its own random mini-batch, so the raw curve is noisy: it is drawn
+    faintly, with its moving average over `window` steps on top.
+
+    Args:
+        results: A label and a [`train`][vangrad.training.train] result for each run.
+        window: Steps in the moving average; an integer >= 1.
+        ax: Where to draw; a new figure when omitted.
+
+    Returns:
+        The `Axes` drawn on.
+
+    Example:
+        ```py
+        from vangrad.datasets import spirals
+        from vangrad.plotting import plot_loss_curves
+        from vangrad.training import make_network, train
+
+        x, y = spirals(50, seed=0)
+        net = make_network(2, 2, depth=2, width=8, activation="tanh", init="xavier_normal")
+        result = train(net, x, y, steps=30, batch_size=16, learning_rate=0.1)
+        ax = plot_loss_curves({"tanh": result})
+        print(ax.get_ylabel())
+        #> cross-entropy loss (mini-batch)
+        ```
+    """
+    window = check_positive_int("window", window)
+    if not isinstance(results, Mapping) or not results:
+        raise TypeError("results must be a non-empty mapping of labels to TrainingResults")
+    ax = _new_axes(ax)
+    for index, (label, result) in enumerate(results.items()):
+        steps = np.arange(1, result.steps + 1)
+        color = f"C{index}"
+        ax.plot(steps, result.loss, color=color, alpha=0.25, linewidth=0.8)
+        ax.plot(steps, _moving_average(result.loss, window), color=color, label=label)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("cross-entropy loss (mini-batch)")
+    ax.set_ylim(bottom=0)
+    ax.grid(visible=True, linestyle="--", alpha=0.5)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_decision_boundary(
+    network: Network,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    resolution: int = 150,
+    ax: Axes | None = None,
+) -> Axes:
+    """Colour the plane by the class a two-input network predicts, with the data on top.
+
+    Args:
+        network: A network with two input features and no batch normalisation (which would
+            normalise with the statistics of the grid of points, not of the data).
+        x: The points, shape `(n, 2)`.
+        y: Their integer labels, shape `(n,)`.
+        resolution: Grid points along each axis; an integer >= 2.
+        ax: Where to draw; a new figure when omitted.
+
+    Returns:
+        The `Axes` drawn on.
+
+    Example:
+        ```py
+        from vangrad.datasets import spirals
+        from vangrad.plotting import plot_decision_boundary
+        from vangrad.training import make_network
+
+        x, y = spirals(50, seed=0)
+        net = make_network(2, 2, depth=2, width=8, activation="tanh", init="xavier_normal")
+        ax = plot_decision_boundary(net, x, y, resolution=20)
+        print(ax.get_aspect())
+        #> 1.0
+        ```
+    """
+    if not isinstance(network, Network):
+        raise TypeError(f"network must be a Network, got {type(network).__name__}")
+    if network.n_features != 2 or network.batchnorm:
+        raise ValueError(
+            "plot_decision_boundary needs a network with 2 input features and no batchnorm "
+            f"(got {network.n_features} features, batchnorm={network.batchnorm})"
+        )
+    resolution = check_positive_int("resolution", resolution, minimum=2)
+    points = np.asarray(x, dtype=float)
+    labels = np.asarray(y)
+    low, high = points.min(axis=0) - 0.2, points.max(axis=0) + 0.2
+    grid_x, grid_y = np.meshgrid(
+        np.linspace(low[0], high[0], resolution), np.linspace(low[1], high[1], resolution)
+    )
+    grid = np.column_stack([grid_x.ravel(), grid_y.ravel()])
+    predicted = predict_proba(network, grid).argmax(axis=1).reshape(grid_x.shape)
+    classes = network.n_classes
+    colors = [plt.get_cmap("tab10")(c) for c in range(classes)]
+    ax = _new_axes(ax)
+    ax.contourf(
+        grid_x,
+        grid_y,
+        predicted,
+        levels=np.arange(classes + 1) - 0.5,
+        colors=colors,
+        alpha=0.3,
+    )
+    for c in range(classes):
+        chosen = labels == c
+        ax.scatter(*points[chosen].T, s=8, color=colors[c], edgecolors="none", label=f"class {c}")
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    return ax
+
+
+def plot_update_ratios(
+    result: TrainingResult,
+    *,
+    steps_per_column: int = 1,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Map `log10 (||Delta W_l|| / ||W_l||)` over training steps (x) and layers (y).
+
+    The ratio is the fraction of a layer's weights that one step changes; around `10^-3` is
+    often quoted as healthy for SGD. A layer whose ratio sits many powers of ten below the
+    others is not learning.
+
+    Args:
+        result: A [`train`][vangrad.training.train] result.
+        steps_per_column: Each column shows the mean of the `log10` ratio over this many
+            consecutive steps (the last column over what is left): a smoother map, and a
+            smaller image; an integer >= 1.
+        vmin: The bottom of the colour scale (a power of ten); pass the same `vmin` and `vmax`
+            to compare runs side by side. Default: the smallest finite value.
+        vmax: The top of the colour scale. Default: the largest finite value.
+        ax: Where to draw; a new figure when omitted.
+
+    Returns:
+        The `Axes` drawn on.
+
+    Example:
+        ```py
+        from vangrad.datasets import spirals
+        from vangrad.plotting import plot_update_ratios
+        from vangrad.training import make_network, train
+
+        x, y = spirals(50, seed=0)
+        net = make_network(2, 2, depth=3, width=8, activation="tanh", init="xavier_normal")
+        result = train(net, x, y, steps=20, batch_size=16, learning_rate=0.1)
+        ax = plot_update_ratios(result, vmin=-6, vmax=-1)
+        print([label.get_text() for label in ax.get_yticklabels()])
+        #> ['1', '2', '3', 'readout']
+        ```
+    """
+    if not isinstance(result, TrainingResult):
+        raise TypeError(f"result must be a TrainingResult, got {type(result).__name__}")
+    steps_per_column = check_positive_int("steps_per_column", steps_per_column)
+    with np.errstate(divide="ignore"):
+        log_ratios = np.log10(result.update_ratios).T  # layers down, steps across
+    starts = np.arange(0, result.steps, steps_per_column)
+    with np.errstate(invalid="ignore"):  # -inf + inf where a column mixes zero and inf
+        log_ratios = np.add.reduceat(log_ratios, starts, axis=1) / np.diff(
+            np.append(starts, result.steps)
+        )
+    # Each column at the middle of its steps (1-based).
+    columns = starts + (np.diff(np.append(starts, result.steps)) + 1) / 2
+    finite = log_ratios[np.isfinite(log_ratios)]
+    low = vmin if vmin is not None else float(finite.min()) if finite.size else -1.0
+    high = vmax if vmax is not None else float(finite.max()) if finite.size else 0.0
+    layers = result.update_ratios.shape[1]
+    ax = _new_axes(ax)
+    mesh = ax.pcolormesh(
+        columns,
+        np.arange(1, layers + 1),
+        log_ratios,
+        shading="nearest",
+        cmap="viridis",
+        vmin=low,
+        vmax=high,
+        rasterized=True,
+    )
+    colorbar = ax.figure.colorbar(mesh, ax=ax)
+    colorbar.set_label(r"$\log_{10}$ update ratio $\|\Delta W_l\| / \|W_l\|$")
+    ax.set_yticks(np.arange(1, layers + 1))
+    ax.set_yticklabels([*(str(layer) for layer in range(1, layers)), "readout"])
+    ax.invert_yaxis()  # the first layer at the top, as the network is usually drawn
+    ax.set_xlabel("training step")
+    ax.set_ylabel("layer")
     return ax

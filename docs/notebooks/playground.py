@@ -1,0 +1,204 @@
+# %% [markdown]
+# # Playground: the classic demonstrations, redone
+#
+# Five widely shared explanations of vanishing gradients started this project: an exercise, a
+# study card, a lecture notebook, a blog post and a course page. This notebook takes the
+# experiment of each, runs it with `vangrad`, and says where the original goes wrong. Every
+# number below is computed as the page builds.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+
+from vangrad import backprop, get_activation, gradient_bound, log10_gradient_bound, simulate
+from vangrad.plotting import plot_activation, plot_gradient_profile
+
+# %% [markdown]
+# ## 1. The exercise: a factor of 0.25 per layer
+#
+# The exercise asks for the gradient magnitude at each layer of an $N$-layer sigmoid stack,
+# input first, as $0.25^{N - i}$. `gradient_bound` returns exactly that list:
+
+# %%
+print(gradient_bound(5).tolist())
+print(gradient_bound(3).tolist(), gradient_bound(1).tolist())
+
+# %% [markdown]
+# Two corrections. First, these numbers are an **upper bound**, reached only by a chain of
+# single units with weights of size at most 1, every unit sitting exactly at $z = 0$; the
+# exercise calls them "approximately" the gradient. Second, its worked example puts layer 10 at
+# "about 0.0000001", which is $10^{-7}$; $0.25^{10}$ is close to $10^{-6}$:
+
+# %%
+print(f"0.25**10 = {0.25**10:.2e}")
+
+# %% [markdown]
+# Real sigmoid networks, 10 layers of 64 units with LeCun's initialisation (16 networks, median
+# and interquartile range), against the bound:
+
+# %%
+# alt: Gradient by layer, on a log axis: the bound 0.25^k is a straight dashed line falling towards
+#   the input, and the measured gradients of 10-layer sigmoid networks fall beside it at a similar
+#   slope.
+flow = simulate(
+    depth=10, width=64, batch_size=32, activation="sigmoid", init="lecun_normal", trials=16
+)
+ax = plot_gradient_profile(flow, label="measured: sigmoid, LeCun, width 64")
+# The bound at layer l (0 = input) of 10: 0.25 ** (10 - l), and 1 at the output itself.
+bound = np.append(log10_gradient_bound(10), 0.0)
+ax.plot(np.arange(11), bound, linestyle="--", color="0.3", label="bound $0.25^k$")
+ax.legend(fontsize="small")
+ax.set_title("10 sigmoid layers: the bound and 16 measured networks")
+plt.show()
+relative = np.median(flow.log10_grad_norms[:, 0] - flow.log10_grad_norms[:, -1])
+print(f"bound at the input: 10^{np.log10(0.25**10):.1f}; measured median: 10^{relative:.1f}")
+
+# %% [markdown]
+# ## 2. The study card: a chain of random derivatives
+#
+# The card multiplies the gradient, layer after layer, by $\sigma'(x)$ at a random $x$ in
+# $[0, 1)$. On that interval $\sigma'$ only goes from $\sigma'(1)$ to $\sigma'(0) = 0.25$, so the
+# chain falls by nearly the same factor every step. Seeded and for 1000 chains at once:
+
+# %%
+sigmoid = get_activation("sigmoid")
+rng = np.random.default_rng(0)
+factors = sigmoid.derivative(rng.random((1000, 10)))
+chains = np.cumprod(factors, axis=1)
+print(f"sigma'(1) = {sigmoid.derivative(np.array(1.0)):.4f}")
+print(
+    f"after 10 layers: median {np.median(chains[:, -1]):.2e}, "
+    f"range {chains[:, -1].min():.2e} to {chains[:, -1].max():.2e}"
+)
+
+# %% [markdown]
+# What the card leaves out are the **weights**: a layer multiplies the gradient by $w \cdot
+# \sigma'(z)$, not by $\sigma'(z)$ alone, and its $z$ depends on the weights too. The weights
+# can make the chain vanish faster or slower; the [initialisation
+# page](../../initialisation/) measures by how much.
+#
+# ## 3. The lecture notebook: the sigmoid and its tangent
+#
+# The notebook plots the sigmoid, its derivative, and the tangent at a chosen point, whose
+# slope is the factor a gradient picks up there: largest at 0, and small once $|z|$ is a few
+# units. Shaded: where the derivative is below 1% of its peak.
+
+# %%
+# alt: The sigmoid and its derivative from -8 to 8, with the saturated tails shaded and two tangent
+#   lines: a steep one at z = 0 and a flatter one at z = 3.
+ax = plot_activation("sigmoid", tangent_at=0.0)
+plot_activation("sigmoid", tangent_at=3.0, ax=ax)
+plt.show()
+
+# %% [markdown]
+# Its `sigmoid_gradient(x)` computes `x * (1 - x)`: right when `x` is the sigmoid's **output**,
+# wrong when it is the input. Fed $z = 3$ directly it returns a negative "derivative":
+
+# %%
+z = np.array(3.0)
+s = sigmoid.function(z)
+print(f"x * (1 - x) at the input, x = z = 3:         {z * (1 - z):.4f}")
+print(f"x * (1 - x) at the output, x = sigmoid(3):   {s * (1 - s):.4f}")
+print(f"the derivative sigma'(3), from vangrad:      {sigmoid.derivative(z):.4f}")
+
+# %% [markdown]
+# Its `sigmoid` is `1 / (1 + np.exp(-x))`, and `np.exp(-x)` overflows (with a warning) once
+# $-x$ passes the logarithm of the largest float64; `vangrad`'s sigmoid is stable for any
+# finite input (see the [pitfalls page](../../pitfalls/)):
+
+# %%
+print(f"np.exp overflows beyond {np.log(np.finfo(np.float64).max):.2f}")
+print(sigmoid.function(np.array([-1000.0, 0.0, 1000.0])).tolist())
+
+# %% [markdown]
+#
+# ## 4. The blog post: one weight, many layers, and ReLU
+#
+# The post follows one weight through the chain rule and concludes that sigmoid layers make the
+# update vanish and that ReLU fixes it. Measured on 20-layer networks of width 64, ReLU with
+# He's initialisation keeps the gradient's size; the sigmoid loses it:
+
+# %%
+# alt: Gradient norm by layer in 20-layer networks: the sigmoid curve falls by many powers of ten
+#   towards the input, the ReLU and leaky ReLU curves with He initialisation stay roughly level.
+ax = None
+for activation, init in (
+    ("sigmoid", "lecun_normal"),
+    ("relu", "he_normal"),
+    ("leaky_relu", "he_normal"),
+):
+    flow = simulate(
+        depth=20, width=64, batch_size=32, activation=activation, init=init, trials=8, seed=1
+    )
+    ax = plot_gradient_profile(flow, label=f"{activation}, {init}", ax=ax)
+    change = np.median(flow.log10_grad_norms[:, 0] - flow.log10_grad_norms[:, -1])
+    print(f"{activation:10s} input vs output: 10^{change:.1f}")
+plt.show()
+
+# %% [markdown]
+# ReLU alone is not the cure: its derivative is 1 only where the unit is active, so about half
+# the units pass the gradient on, and the weights must make up for the other half. With
+# LeCun's variance, half of He's, the gradient of a ReLU network shrinks layer by layer too:
+
+# %%
+flow = simulate(
+    depth=20, width=64, batch_size=32, activation="relu", init="lecun_normal", trials=8, seed=1
+)
+change = np.median(flow.log10_grad_norms[:, 0] - flow.log10_grad_norms[:, -1])
+print(f"relu with LeCun's (half He's) variance: input vs output 10^{change:.1f}")
+
+# %% [markdown]
+# ## 5. The course page: depth 20, width 1, three weight scales
+#
+# The course page pushes $x = 1$ through 20 tanh units of one weight each, drawn with standard
+# deviation 0.5, 1.0 or 1.5, and plots the gradient at every layer. Its backward pass has a
+# bug: it multiplies by $1 - a_{l-1}^2$, the tanh derivative at the layer's **input**, where the
+# chain rule needs $1 - a_l^2$ at its output. With $x = 1$ the last factor is $1 - 1^2 = 0$.
+# Here is that recurrence next to the engine, on the same weights:
+
+# %%
+rng = np.random.default_rng(42)
+x = np.array([[1.0]])
+for scale in (0.5, 1.0, 1.5):
+    weights = [rng.normal(0, scale, size=(1, 1)) for _ in range(20)]
+    a = [x]
+    for w in weights:
+        a.append(np.tanh(a[-1] @ w))
+    grad = np.ones_like(a[-1])
+    for i in reversed(range(20)):
+        grad = (grad @ weights[i].T) * (1 - a[i] ** 2)  # the bug: a[i] should be a[i + 1]
+    right = backprop(x, weights, "tanh").log10_grad_norms[0]
+    print(f"scale {scale}: as published {abs(grad[0, 0]):.1f}; engine 10^{right:.2f}")
+
+# %% [markdown]
+# One chain is one random draw, so each scale gets 200 chains here. The median gradient per
+# layer (with the interquartile band):
+
+# %%
+# alt: Median gradient by layer for 200 twenty-layer tanh chains of width one at weight scales 0.5,
+#   1.0 and 1.5: every curve falls towards the input, the 0.5 curve fastest and the 1.5 curve
+#   slowest.
+ax = None
+for scale in (0.5, 1.0, 1.5):
+    flow = simulate(
+        depth=20,
+        width=1,
+        batch_size=1,
+        activation="tanh",
+        init="normal",
+        weight_scale=scale,
+        trials=200,
+        seed=0,
+    )
+    ax = plot_gradient_profile(flow, label=f"scale {scale}", ax=ax)
+    ratio = flow.log10_grad_norms[:, 0] - flow.log10_grad_norms[:, -1]
+    print(f"scale {scale}: median 10^{np.median(ratio):.1f}, grew in {np.mean(ratio > 0):.0%}")
+plt.show()
+
+# %% [markdown]
+# The course page says large weights make gradients explode; in a chain of width one they do
+# not, because a large weight also saturates the tanh and its derivative goes to 0. Exploding
+# needs width: see the [exploding gradients page](../../exploding/). Its mitigations (Xavier or
+# He initialisation, batch normalisation, ReLU, residual connections) are measured on the
+# [initialisation](../../initialisation/) and [batch normalisation](../../batchnorm/) pages and
+# trained in the [training notebook](../training/).

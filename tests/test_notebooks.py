@@ -1,0 +1,140 @@
+"""The notebooks run in the test command, and what they print backs what their pages say.
+
+The site build executes every notebook (mkdocs-jupyter with `execute: true`) and the strict
+build is part of the tests (`built_site` in `conftest.py`), so the notebooks run once per test
+run. Running them a second time here, with nbclient, would cost as much again (the training
+notebook takes seconds) to learn nothing new. Instead these tests check the two things that
+make the single run count:
+
+- that a notebook which raises really fails the build, with the build's own plugin settings
+  (mkdocs-jupyter lets such a notebook build by default); and
+- that each notebook's built page holds fresh outputs, with no error among them, and that the
+  numbers the training notebook printed are the ones its prose describes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from html import unescape
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "docs" / "notebooks").glob("*.py"))
+
+pytestmark = pytest.mark.slow
+
+
+def _jupyter_plugin_config() -> dict:
+    """The mkdocs-jupyter settings from the real mkdocs.yml (its `!ENV` tags read as None)."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda *_: None)
+    config = yaml.load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"), Loader=Loader)
+    for plugin in config["plugins"]:
+        if isinstance(plugin, dict) and "mkdocs-jupyter" in plugin:
+            return plugin["mkdocs-jupyter"]
+    raise AssertionError("mkdocs.yml does not configure mkdocs-jupyter")
+
+
+def _build_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env["NO_MKDOCS_2_WARNING"] = "1"
+    kernels = ROOT / ".venv" / "share" / "jupyter"
+    env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernels), env.get("JUPYTER_PATH")]))
+    return env
+
+
+def test_a_notebook_that_raises_fails_the_strict_build(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "notebooks").mkdir(parents=True)
+    (docs / "index.md").write_text("# Home\n", encoding="utf-8")
+    (docs / "notebooks" / "broken.py").write_text(
+        '# %%\nraise RuntimeError("this notebook is broken on purpose")\n', encoding="utf-8"
+    )
+    config = {
+        "site_name": "broken",
+        "strict": True,
+        "theme": {"name": "mkdocs"},
+        "plugins": [{"mkdocs-jupyter": _jupyter_plugin_config()}],
+        "nav": [{"Home": "index.md"}, {"Broken": "notebooks/broken.py"}],
+    }
+    (tmp_path / "mkdocs.yml").write_text(json.dumps(config), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "s")],
+        cwd=tmp_path,
+        env=_build_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0, "a notebook that raises built without an error"
+    assert "this notebook is broken on purpose" in result.stdout + result.stderr
+
+
+def _page(site: Path, name: str) -> str:
+    return (site / "notebooks" / name / "index.html").read_text(encoding="utf-8")
+
+
+def _printed(html: str) -> str:
+    """The text of the page's cell outputs (stdout is rendered in <pre> blocks)."""
+    outputs = re.findall(
+        r'class="jp-RenderedText jp-OutputArea-output"[^>]*>\s*<pre>(.*?)</pre>', html, re.S
+    )
+    return unescape("\n".join(outputs))
+
+
+def test_notebooks_are_in_the_nav() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    for name in NOTEBOOKS:
+        assert f"notebooks/{name}.py" in nav, name
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_page_has_fresh_outputs_and_downloads(built_site: Path, name: str) -> None:
+    html = _page(built_site, name)
+    assert _printed(html).strip(), f"{name}: no printed output on the page"
+    # The page's stylesheets name the error classes too: look at the content only.
+    content = re.sub(r"<(style|script)\b.*?</\1>", "", html, flags=re.S)
+    assert "Traceback" not in content
+    assert 'data-mime-type="application/vnd.jupyter.stderr"' not in content
+    for alt in re.findall(r'<img alt="([^"]*)"', html):
+        assert len(alt) > 20, f"{name}: an image with alt text {alt!r}"
+        # A sentence cut short means a wrapped '# alt:' comment lost its continuation lines.
+        assert alt.endswith("."), f"{name}: alt text {alt!r} does not end a sentence"
+    assert f'href="{name}.ipynb"' in html
+    assert (built_site / "notebooks" / name / f"{name}.py").is_file()
+    notebook = json.loads((built_site / "notebooks" / name / f"{name}.ipynb").read_text("utf-8"))
+    code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert code, f"{name}.ipynb has no code cells"
+    # The download is the source: a reader runs it to get the outputs.
+    assert all(not cell.get("outputs") for cell in code)
+
+
+def test_training_notebook_prints_what_its_prose_says(built_site: Path) -> None:
+    printed = _printed(_page(built_site, "training"))
+    rows = re.findall(
+        r"^\((\w)\) .*? loss ([\d.]+) +accuracy (\d+)% +update ratio: layer 1 ([\d.e+-]+), "
+        r"layer \d+ ([\d.e+-]+)$",
+        printed,
+        re.M,
+    )
+    runs = {run: tuple(float(v) for v in values) for run, *values in rows}
+    assert sorted(runs) == ["a", "b", "c"], printed
+    stalled_loss, _, first, last = runs["a"]
+    # (a): the loss of a coin flip, and a first layer that barely moves.
+    assert stalled_loss > 0.6
+    assert first < 1e-6 * last
+    for run in ("b", "c"):
+        loss, accuracy, first, last = runs[run]
+        assert loss < 0.3, run
+        assert accuracy > 85, run
+        assert 1e-2 < first / last < 1e2, run
