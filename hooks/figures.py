@@ -178,7 +178,88 @@ def _figures() -> dict[str, Callable[[], Any]]:
         "tanh-sweep": tanh_sweep,
         "deep-sigmoid-profiles": deep_sigmoid_profiles,
         "sigmoid-tanh-saturation": sigmoid_and_tanh_saturation,
+        **_theory_figures(),
     }
+
+
+def _theory_figures() -> dict[str, Callable[[], Any]]:
+    """The figures of the theory pages: predictions drawn beside measurements."""
+    import numpy as np
+
+    from vangrad.plotting import plot_phase_diagram, plot_predicted_profile
+    from vangrad.theory import (
+        critical_line,
+        phase_diagram,
+        predicted_log10_grad_norms,
+        simulate_mean_field,
+    )
+
+    def theory_profiles() -> Any:
+        depth = 30
+        _, ax = plt.subplots(figsize=(8, 4.8), layout="constrained")
+        for activation, w2, b2 in THEORY_PROFILE_CASES:
+            flow = simulate_mean_field(
+                depth, 256, sigma_w2=w2, sigma_b2=b2, activation=activation, batch_size=8, trials=4
+            )
+            predicted = predicted_log10_grad_norms(depth, w2, b2, activation)
+            label = f"{activation}, sigma_w^2 = {w2:g}, sigma_b^2 = {b2:g}"
+            plot_predicted_profile(flow, predicted, label=label, ax=ax)
+        ax.set_title("Gradient per layer: measured (median, quartiles of 4 nets) and predicted")
+        return ax
+
+    def edge_of_chaos() -> Any:
+        grid = phase_diagram(**PHASE_DIAGRAM)
+        # The critical line from q* = 0 up to the top of the grid.
+        line = critical_line(np.geomspace(1e-6, 10.0, 200))
+        inside = line[1] <= grid.sigma_b2[-1]
+        _, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+        plot_phase_diagram(grid, (line[0][inside], line[1][inside]), ax=ax)
+        # The finite-depth prediction: the predicted profile's input-to-output ratio, from the
+        # inputs' own variance, is 1 on this contour (a loop over grid points: each is a
+        # layer-by-layer recursion).
+        predicted = np.array(
+            [
+                [predicted_log10_grad_norms(grid.depth, w2, b2)[0] for b2 in grid.sigma_b2]
+                for w2 in grid.sigma_w2
+            ]
+        )
+        ax.contour(
+            grid.sigma_w2,
+            grid.sigma_b2,
+            predicted.T,
+            levels=[0.0],
+            colors="green",
+            linewidths=1.5,
+            linestyles=":",
+        )
+        ax.plot(
+            [], [], color="green", linestyle=":", label=f"predicted ratio 1 at depth {grid.depth}"
+        )
+        ax.legend(fontsize="small", loc="upper left")
+        ax.set_title(
+            f"tanh, {grid.depth} layers of {grid.width}: {grid.networks} networks, one call"
+        )
+        return ax
+
+    return {"theory-profiles": theory_profiles, "edge-of-chaos": edge_of_chaos}
+
+
+# The runs drawn on the theory pages; their prose quotes the snippets, which rerun them.
+THEORY_PROFILE_CASES = [
+    ("sigmoid", 1.0, 0.0),
+    ("tanh", 1.0, 0.05),
+    ("relu", 2.0, 0.0),
+    ("tanh", 4.0, 0.05),
+]
+PHASE_DIAGRAM = {
+    "sigma_w2": [round(0.25 + 0.125 * i, 3) for i in range(31)],
+    "sigma_b2": [round(0.05 * i, 2) for i in range(21)],
+    "depth": 30,
+    "width": 128,
+    "batch_size": 8,
+    "trials": 1,
+    "seed": 0,
+}
 
 
 def _tables() -> dict[str, Callable[[], str]]:
@@ -239,7 +320,10 @@ def _rendered() -> Path:
     result = subprocess.run(
         [sys.executable, __file__, str(staging)],
         cwd=ROOT,
-        env={**os.environ, "MPLBACKEND": "Agg"},
+        # One BLAS thread: the figures multiply thousands of small matrices, where OpenBLAS's
+        # threads only contend (measured on a busy 2-core machine: 144 s with its default
+        # threads, 18 s with one).
+        env={**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
         check=False,

@@ -12,6 +12,7 @@ from vangrad.initializers import INITIALIZERS, Initializer, get_initializer
 from vangrad.simulation import simulate
 from vangrad.sweep import Sweep, sweep
 from vangrad.theory import (
+    PhaseDiagram,
     chi,
     chi_1,
     critical_line,
@@ -20,6 +21,9 @@ from vangrad.theory import (
     fixed_point,
     gaussian_expectation,
     init_sigma_w2,
+    jacobian_singular_values,
+    phase_diagram,
+    predicted_jacobian_variance,
     predicted_log10_grad_norms,
     simulate_mean_field,
     variance_map,
@@ -33,6 +37,7 @@ __all__ = [
     "Activation",
     "GradientFlow",
     "Initializer",
+    "PhaseDiagram",
     "Sweep",
     "backprop",
     "chi",
@@ -47,7 +52,10 @@ __all__ = [
     "get_initializer",
     "gradient_bound",
     "init_sigma_w2",
+    "jacobian_singular_values",
     "log10_gradient_bound",
+    "phase_diagram",
+    "predicted_jacobian_variance",
     "predicted_log10_grad_norms",
     "simulate",
     "simulate_mean_field",

@@ -306,3 +306,133 @@ def plot_sweep(grid: Sweep, *, activation: int = 0, init: int = 0, ax: Axes | No
     name, init_name = grid.activations[activation], grid.inits[init]
     ax.set_title(f"{name}, {init_name}: gradient at the first layer")
     return ax
+
+
+# --- the theory pages ----------------------------------------------------------------------------
+
+
+def plot_predicted_profile(
+    flow: GradientFlow,
+    predicted: np.ndarray,
+    *,
+    label: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Plot a measured gradient profile with the mean-field prediction beside it, dashed.
+
+    Args:
+        flow: What the engine measured (a stack of trials gives a median and a band).
+        predicted: `log10` norms relative to the output for layers `0..L`, as returned by
+            [`predicted_log10_grad_norms`][vangrad.predicted_log10_grad_norms].
+        label: The legend entry of the measured curve; by default the activation's name.
+        ax: Where to draw; a new figure when omitted.
+
+    Returns:
+        The `Axes` drawn on.
+
+    Example:
+        ```py
+        from vangrad.plotting import plot_predicted_profile
+        from vangrad.theory import predicted_log10_grad_norms, simulate_mean_field
+
+        flow = simulate_mean_field(10, 64, sigma_w2=1.0, activation="tanh", batch_size=4)
+        ax = plot_predicted_profile(flow, predicted_log10_grad_norms(10, 1.0))
+        print(len(ax.get_lines()))
+        #> 2
+        ```
+    """
+    ax = plot_gradient_profile(flow, label=f"{label or flow.activation.name}, measured", ax=ax)
+    color = ax.get_lines()[-1].get_color()
+    ax.plot(
+        np.arange(np.size(predicted)), predicted, color=color, linestyle="--", label="predicted"
+    )
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_phase_diagram(
+    grid: object,
+    critical: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    ax: Axes | None = None,
+) -> Axes:
+    """Colour a `(sigma_w^2, sigma_b^2)` grid by the measured gradient ratio; draw a line on it.
+
+    Args:
+        grid: A [`PhaseDiagram`][vangrad.theory.PhaseDiagram].
+        critical: Optional `(sigma_w2, sigma_b2)` points of the predicted critical line.
+        ax: Where to draw; a new figure when omitted.
+
+    Returns:
+        The `Axes` drawn on.
+
+    Example:
+        ```py
+        from vangrad.plotting import plot_phase_diagram
+        from vangrad.theory import critical_line, phase_diagram
+
+        grid = phase_diagram([0.5, 2.0, 4.0], [0.0, 0.5], depth=10, width=16, batch_size=2)
+        ax = plot_phase_diagram(grid, critical_line([0.01, 1.0]))
+        print(ax.get_xlabel())
+        #> weight variance sigma_w^2 = n Var(W)
+        ```
+    """
+    ax = _new_axes(ax)
+    ratio = grid.log10_ratio.T  # rows: sigma_b^2, columns: sigma_w^2
+    finite = ratio[np.isfinite(ratio)]
+    # Each side of white spans its own range, so mild explosion shows as well as deep vanishing.
+    low = min(float(finite.min(initial=-1.0)), -1.0)
+    high = max(float(finite.max(initial=1.0)), 1.0)
+    mesh = ax.pcolormesh(
+        grid.sigma_w2,
+        grid.sigma_b2,
+        ratio,
+        shading="nearest",
+        cmap="RdBu_r",
+        norm=TwoSlopeNorm(vcenter=0.0, vmin=low, vmax=high),
+    )
+    colorbar = ax.figure.colorbar(mesh, ax=ax)
+    colorbar.set_label(f"log10 (gradient at input / at output), {grid.depth} layers")
+    ax.contour(grid.sigma_w2, grid.sigma_b2, ratio, levels=[0.0], colors="black", linewidths=0.8)
+    if critical is not None:
+        ax.plot(*critical, color="gold", linewidth=2.5, linestyle="--", label="predicted chi_1 = 1")
+        ax.legend(fontsize="small", loc="upper left")
+    ax.set_xlim(grid.sigma_w2[0], grid.sigma_w2[-1])
+    ax.set_ylim(grid.sigma_b2[0], grid.sigma_b2[-1])
+    ax.set_xlabel("weight variance sigma_w^2 = n Var(W)")
+    ax.set_ylabel("bias variance sigma_b^2")
+    return ax
+
+
+def plot_singular_values(
+    spectra: dict[str, np.ndarray], *, bins: int = 40, ax: Axes | None = None
+) -> Axes:
+    """Histogram the singular values of several Jacobians on one axis (one outline per label).
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad.plotting import plot_singular_values
+
+        ax = plot_singular_values({"identity": np.ones(10), "half": np.full(10, 0.5)})
+        print(ax.get_xlabel())
+        #> singular value of the input-output Jacobian
+        ```
+    """
+    ax = _new_axes(ax)
+    values = np.concatenate([np.ravel(v) for v in spectra.values()])
+    edges = np.linspace(0.0, max(float(values.max()) * 1.02, 1e-12), bins + 1)
+    for label, singular in spectra.items():
+        ax.hist(
+            np.ravel(singular),
+            bins=edges,
+            histtype="step",
+            linewidth=1.6,
+            density=True,
+            label=label,
+        )
+    ax.set_xlabel("singular value of the input-output Jacobian")
+    ax.set_ylabel("density")
+    ax.legend(fontsize="small")
+    return ax

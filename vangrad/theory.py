@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
@@ -39,6 +41,7 @@ from vangrad.engine import GradientFlow, _run
 from vangrad.initializers import Initializer, get_initializer
 
 __all__ = [
+    "PhaseDiagram",
     "chi",
     "chi_1",
     "critical_line",
@@ -47,6 +50,9 @@ __all__ = [
     "fixed_point",
     "gaussian_expectation",
     "init_sigma_w2",
+    "jacobian_singular_values",
+    "phase_diagram",
+    "predicted_jacobian_variance",
     "predicted_log10_grad_norms",
     "simulate_mean_field",
     "variance_map",
@@ -584,3 +590,227 @@ def simulate_mean_field(
     if loss == "random":
         upstream = rng.standard_normal((trials, batch_size, width), dtype=float_dtype)
     return _run(x, list(weights), act, biases=biases, upstream=upstream)
+
+
+@dataclass(frozen=True, eq=False)
+class PhaseDiagram:
+    """The measured gradient ratio of networks over a grid of `(sigma_w^2, sigma_b^2)`.
+
+    Attributes:
+        sigma_w2: The weight variances `n Var(W)`, shape `(W,)`.
+        sigma_b2: The bias variances, shape `(B,)`.
+        log10_ratio: The median over the networks of `log10(||dLoss/dx|| / ||dLoss/dh_L||)`,
+            shape `(W, B)`: below 0 the gradient vanished on its way to the input.
+        depth: The number of layers.
+        width: The units per layer.
+        networks: How many networks the one engine call ran.
+    """
+
+    sigma_w2: np.ndarray
+    sigma_b2: np.ndarray
+    log10_ratio: np.ndarray
+    depth: int
+    width: int
+    networks: int
+
+
+def phase_diagram(
+    sigma_w2: ArrayLike,
+    sigma_b2: ArrayLike,
+    *,
+    depth: int,
+    width: int,
+    batch_size: int,
+    trials: int = 1,
+    activation: str | Activation = "tanh",
+    seed: int = 0,
+) -> PhaseDiagram:
+    """Measure the input gradient relative to the output over a grid of weight and bias variances.
+
+    Every grid point runs `trials` networks, and the whole grid runs in ONE engine call: the
+    weights are drawn once, `N(0, 1 / width)`, and each grid point multiplies them by its own
+    `sigma_w` without materialising the product; the biases are drawn once from `N(0, 1)` and
+    scaled by `sigma_b`. Neighbouring grid points therefore share their random numbers, which
+    keeps the map smooth (common random numbers). The error signal at the output is standard
+    normal, drawn independently of the networks (see `simulate_mean_field`).
+
+    Args:
+        sigma_w2: The weight variances, a 1-D array of values `> 0`.
+        sigma_b2: The bias variances, a 1-D array of values `>= 0`.
+        depth: The number of layers.
+        width: The units per layer.
+        batch_size: The number of inputs.
+        trials: The networks per grid point.
+        activation: A name from `ACTIVATIONS` or an `Activation`.
+        seed: Seeds `np.random.default_rng`.
+
+    Returns:
+        A `PhaseDiagram`.
+
+    Example:
+        ```py
+        from vangrad.theory import phase_diagram
+
+        grid = phase_diagram([0.5, 1.0, 4.0], [0.0, 0.5], depth=20, width=32, batch_size=4)
+        print(grid.log10_ratio.shape, grid.networks)
+        #> (3, 2) 6
+        print((grid.log10_ratio[:, 0] > 0).tolist())
+        #> [False, False, True]
+        ```
+    """
+    w = check_finite_array("sigma_w2", sigma_w2, ndim=(1,)).astype(np.float64)
+    b = check_finite_array("sigma_b2", sigma_b2, ndim=(1,)).astype(np.float64)
+    if np.any(w <= 0):
+        raise ValueError(f"sigma_w2 must be > 0 (a weight variance), got {w.min()!r}")
+    if np.any(b < 0):
+        raise ValueError(f"sigma_b2 must be >= 0 (a bias variance), got {b.min()!r}")
+    depth = check_positive_int("depth", depth)
+    width = check_positive_int("width", width)
+    batch_size = check_positive_int("batch_size", batch_size)
+    trials = check_positive_int("trials", trials)
+    act = _check_activation(activation)
+    rng = np.random.default_rng(check_positive_int("seed", seed, minimum=0))
+    x = rng.standard_normal((batch_size, width))
+    weights = rng.standard_normal((depth, trials, width, width))
+    weights /= math.sqrt(width)
+    base_biases = rng.standard_normal((depth, trials, 1, width))
+    stack = (w.size, b.size, trials)
+    # Gain per network, shape (W, B, 1): the engine broadcasts it against the weights' (trials,).
+    gain = np.broadcast_to(np.sqrt(w)[:, np.newaxis, np.newaxis], (w.size, b.size, 1))
+    # Biases per layer, shape (B, trials, 1, width): they broadcast over the W axis.
+    scale = np.sqrt(b)[:, np.newaxis, np.newaxis, np.newaxis]
+    biases = [scale * layer_biases for layer_biases in base_biases]
+    upstream = np.broadcast_to(
+        rng.standard_normal((trials, batch_size, width)), (*stack, batch_size, width)
+    )
+    flow = _run(
+        x,
+        list(weights),
+        act,
+        biases=biases,
+        upstream=upstream,
+        gain=np.ascontiguousarray(gain),
+        weight_grads=False,
+    )
+    ratio = flow.log10_grad_norms[..., 0] - flow.log10_grad_norms[..., -1]
+    return PhaseDiagram(
+        sigma_w2=w,
+        sigma_b2=b,
+        log10_ratio=np.median(ratio, axis=-1),
+        depth=depth,
+        width=width,
+        networks=w.size * b.size * trials,
+    )
+
+
+def jacobian_singular_values(
+    depths: Sequence[int],
+    width: int,
+    *,
+    activation: str | Activation,
+    sigma_w2: float,
+    sigma_b2: float = 0.0,
+    weights: str = "gaussian",
+    trials: int = 1,
+    seed: int = 0,
+) -> dict[int, np.ndarray]:
+    """Return the singular values of the input-output Jacobian `dh_L/dx` at each depth `L`.
+
+    One network of `max(depths)` layers per trial (its first `L` layers give the depth-`L`
+    Jacobian), all trials as one stack. `weights="gaussian"` draws `N(0, sigma_w^2 / width)`;
+    `"orthogonal"` draws Haar-random orthogonal matrices times `sigma_w`. The one input per
+    trial is drawn so that its mean square puts the first layer at the fixed point,
+    `q_1 = q*` (mean square 1 where `q*` is not finite, as for ReLU at `sigma_w^2 = 2`).
+
+    Returns:
+        Depth -> singular values, shape `(trials, width)`, largest first.
+
+    Example:
+        ```py
+        from vangrad.theory import jacobian_singular_values
+
+        spectra = jacobian_singular_values(
+            [1, 4], 16, activation="linear", sigma_w2=1.0, weights="orthogonal", trials=2
+        )
+        # A product of orthogonal matrices is orthogonal: every singular value is 1.
+        print(spectra[4].shape, spectra[4].round(9).min(), spectra[4].round(9).max())
+        #> (2, 16) 1.0 1.0
+        ```
+    """
+    if isinstance(depths, str) or not isinstance(depths, Sequence) or not depths:
+        raise TypeError(f"depths must be a non-empty sequence of integers, got {depths!r}")
+    wanted = sorted({check_positive_int("depths", d) for d in depths})
+    width = check_positive_int("width", width)
+    trials = check_positive_int("trials", trials)
+    act = _check_activation(activation)
+    w = check_positive_float("sigma_w2", sigma_w2)
+    b = check_nonnegative_float("sigma_b2", sigma_b2)
+    kind = check_choice("weights", weights, ("gaussian", "orthogonal"))
+    rng = np.random.default_rng(check_positive_int("seed", seed, minimum=0))
+    q_star = float(fixed_point(w, b, act)) if act.name != "linear" else 1.0
+    moment = (q_star - b) / w if math.isfinite(q_star) and q_star > b else 1.0
+    h = math.sqrt(moment) * rng.standard_normal((trials, 1, width))
+    init = get_initializer("orthogonal" if kind == "orthogonal" else "lecun_normal")
+    jacobian = np.broadcast_to(np.eye(width), (trials, width, width)).copy()
+    spectra: dict[int, np.ndarray] = {}
+    for layer in range(1, wanted[-1] + 1):  # a loop over layers: each needs the one before
+        weight = init.sample(rng, width, width, weight_scale=math.sqrt(w), trials=trials)
+        z = h @ weight
+        if b > 0:
+            z += math.sqrt(b) * rng.standard_normal((trials, 1, width))
+        h, slope = act.value_and_derivative(z)
+        # Row-vector convention: dh_L = dx @ J, and each layer maps J to J W diag(phi'(z)).
+        jacobian = np.matmul(jacobian, weight, out=jacobian)
+        jacobian *= slope
+        if layer in wanted:
+            spectra[layer] = np.linalg.svd(jacobian, compute_uv=False)
+    return spectra
+
+
+def predicted_jacobian_variance(
+    depth: ArrayLike, activation: str | Activation, sigma_w2: float, sigma_b2: float = 0.0
+) -> dict[str, np.ndarray]:
+    """Predict the variance of the eigenvalues of `J J^T` at `chi_1 = 1` (Pennington et al. 2017).
+
+    With `mu_k = E[phi'(sqrt(q*) z)^(2k)]` and `chi_1 = sigma_w^2 mu_1 = 1`, the variance of the
+    eigenvalue distribution of `J J^T` for a wide network of depth `L` is
+    `L (mu_2 / mu_1^2 - 1 - s_1)`, with `s_1 = -1` for Gaussian and `0` for orthogonal weights.
+    For ReLU `mu_1 = mu_2 = 1/2 = p`, the fraction of active units: `L / p` and `L (1/p - 1)`.
+    The formula is the leading order for a width much larger than the depth.
+
+    Returns:
+        `{"gaussian": ..., "orthogonal": ...}`, each shaped like `depth`.
+
+    Raises:
+        ValueError: If the network is not critical (`|chi_1 - 1| > 1e-6`).
+
+    Example:
+        ```py
+        from vangrad.theory import predicted_jacobian_variance
+
+        print({k: v.tolist() for k, v in predicted_jacobian_variance([8, 32], "relu", 2.0).items()})
+        #> {'gaussian': [16.0, 64.0], 'orthogonal': [8.0, 32.0]}
+        ```
+    """
+    act = _check_activation(activation)
+    w = check_positive_float("sigma_w2", sigma_w2)
+    b = check_nonnegative_float("sigma_b2", sigma_b2)
+    depth_array = check_finite_array("depth", depth, ndim=range(33)).astype(np.float64)
+    critical = float(chi_1(w, b, act))
+    if abs(critical - 1) > 1e-6:
+        raise ValueError(f"the formula holds at chi_1 = 1; got chi_1 = {critical:.6g}")
+    closed = _closed_form(act)
+    if closed is not None:
+        ratio = 1.0 / closed[1]  # phi'^2 is 0 or a constant c on each side: mu_2 / mu_1^2 = 1/p
+        if act.name == "leaky_relu":
+            slope2 = act.params["slope"] ** 2
+            ratio = 0.5 * (1 + slope2 * slope2) / closed[1] ** 2
+        elif act.name == "linear":
+            ratio = 1.0
+    else:
+        q_star = np.atleast_1d(fixed_point(w, b, act))
+        kinked = act.name in _KINKED
+        mu_1 = _expect(lambda x: act.derivative(x) ** 2, q_star, kinked=kinked)[0]
+        mu_2 = _expect(lambda x: act.derivative(x) ** 4, q_star, kinked=kinked)[0]
+        ratio = mu_2 / mu_1**2
+    return {"gaussian": depth_array * ratio, "orthogonal": depth_array * (ratio - 1.0)}
