@@ -241,7 +241,27 @@ def _theory_figures() -> dict[str, Callable[[], Any]]:
         )
         return ax
 
-    return {"theory-profiles": theory_profiles, "edge-of-chaos": edge_of_chaos}
+    def glorot_bengio() -> Any:
+        from vangrad import simulate
+        from vangrad.plotting import plot_layer_variances
+        from vangrad.theory import chi, init_sigma_w2, variance_sequence
+
+        flows, predicted = {}, {}
+        for init in ("legacy_uniform", "xavier_uniform"):
+            flows[init] = simulate(**GLOROT_BENGIO, init=init)
+            w2 = init_sigma_w2(init, GLOROT_BENGIO["width"])
+            q = variance_sequence(GLOROT_BENGIO["depth"], w2)
+            # Going down through layer l multiplies the variance by chi(q_l); relative to the
+            # top layer's input h_{L-1}, h_l has passed layers l+1..L-1, i.e. q[l:L-1].
+            steps = np.log10(chi(q[:-1], w2))
+            predicted[init] = np.append(np.cumsum(steps[::-1])[::-1], 0.0)
+        return plot_layer_variances(flows, predicted)
+
+    return {
+        "theory-profiles": theory_profiles,
+        "edge-of-chaos": edge_of_chaos,
+        "glorot-bengio": glorot_bengio,
+    }
 
 
 # The runs drawn on the theory pages; their prose quotes the snippets, which rerun them.
@@ -251,6 +271,14 @@ THEORY_PROFILE_CASES = [
     ("relu", 2.0, 0.0),
     ("tanh", 4.0, 0.05),
 ]
+GLOROT_BENGIO = {
+    "depth": 5,
+    "width": 1000,
+    "activation": "tanh",
+    "batch_size": 16,
+    "trials": 2,
+    "seed": 0,
+}
 PHASE_DIAGRAM = {
     "sigma_w2": [round(0.25 + 0.125 * i, 3) for i in range(31)],
     "sigma_b2": [round(0.05 * i, 2) for i in range(21)],

@@ -436,3 +436,66 @@ def plot_singular_values(
     ax.set_ylabel("density")
     ax.legend(fontsize="small")
     return ax
+
+
+def plot_layer_variances(
+    flows: dict[str, GradientFlow],
+    predicted: dict[str, np.ndarray] | None = None,
+    *,
+    axes: tuple[Axes, Axes] | None = None,
+) -> Axes:
+    """Plot, per layer, the variance of the back-propagated and of the weight gradients.
+
+    Both are relative to the top layer and averaged (in log) over the trials, as in Glorot and
+    Bengio's figures 6 and 7: the left panel `dLoss/dh_l` for the layers' inputs `l = 0..L-1`,
+    the right panel `dLoss/dW_l` for `l = 1..L`. Equal widths are assumed, so a variance ratio
+    is a ratio of squared norms.
+
+    Args:
+        flows: Label -> a measured flow (with trials).
+        predicted: Label -> predicted `log10` variance of `dLoss/dh_l` relative to the top
+            layer's input, drawn dashed on the left panel.
+        axes: Two axes to draw on; a new figure when omitted.
+
+    Returns:
+        The left `Axes`.
+
+    Example:
+        ```py
+        from vangrad import simulate
+        from vangrad.plotting import plot_layer_variances
+
+        flow = simulate(depth=3, width=8, activation="tanh", init="xavier_uniform", batch_size=2)
+        ax = plot_layer_variances({"xavier": flow})
+        print(ax.get_xlabel())
+        #> layer input h_l (0 = the network's input)
+        ```
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharey=True)
+    left, right = axes
+    for label, flow in flows.items():
+        grads = np.atleast_2d(flow.log10_grad_norms)[:, :-1]
+        back = 2 * (grads - grads[:, -1:]).mean(axis=0)
+        weights = np.atleast_2d(flow.log10_weight_grad_norms)
+        weight = 2 * (weights - weights[:, -1:]).mean(axis=0)
+        (line,) = left.plot(np.arange(back.size), back, marker="o", label=f"{label}, measured")
+        right.plot(np.arange(1, weight.size + 1), weight, marker="o", label=label)
+        if predicted is not None and label in predicted:
+            left.plot(
+                np.arange(back.size),
+                predicted[label],
+                linestyle="--",
+                color=line.get_color(),
+                label=f"{label}, predicted",
+            )
+    for ax in axes:
+        _powers_of_ten(ax)
+        ax.grid(visible=True, linestyle="--", alpha=0.5)
+        ax.legend(fontsize="small")
+    left.set_xlabel("layer input h_l (0 = the network's input)")
+    left.set_ylabel("variance relative to the top layer")
+    left.set_title("back-propagated gradient dLoss/dh_l")
+    right.set_xlabel("layer l")
+    right.set_title("weight gradient dLoss/dW_l")
+    return left
