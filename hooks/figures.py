@@ -13,6 +13,7 @@ redraws everything, which takes a second or two.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -241,6 +242,21 @@ def _theory_figures() -> dict[str, Callable[[], Any]]:
         )
         return ax
 
+    def jacobian_spectra() -> Any:
+        from vangrad.plotting import plot_singular_values
+
+        runs = _jacobian_runs()
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+        for ax, activation in zip(axes, ("tanh", "relu"), strict=True):
+            depth = JACOBIAN["depths"][-1] if activation == "tanh" else JACOBIAN["depths"][1]
+            spectra = {
+                f"{kind}, depth {depth}": runs[activation, kind]["spectra"][depth]
+                for kind in ("gaussian", "orthogonal")
+            }
+            plot_singular_values(spectra, ax=ax)
+            ax.set_title(f"{activation} at chi_1 = 1, width {JACOBIAN['width']}, 4 seeds pooled")
+        return axes[0]
+
     def glorot_bengio() -> Any:
         from vangrad import simulate
         from vangrad.plotting import plot_layer_variances
@@ -261,7 +277,59 @@ def _theory_figures() -> dict[str, Callable[[], Any]]:
         "theory-profiles": theory_profiles,
         "edge-of-chaos": edge_of_chaos,
         "glorot-bengio": glorot_bengio,
+        "jacobian-spectra": jacobian_spectra,
     }
+
+
+def _theory_tables() -> dict[str, Callable[[], str]]:
+    """The tables of the theory pages."""
+
+    def jacobian_variance() -> str:
+        import numpy as np
+
+        runs = _jacobian_runs()
+        rows = [
+            "| activation | weights | depth | mean eigenvalue of J J^T | variance, measured "
+            "| variance, predicted |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for (activation, kind), run in runs.items():
+            for depth, predicted in zip(JACOBIAN["depths"], run["predicted"], strict=True):
+                eigenvalues = run["spectra"][depth] ** 2
+                rows.append(
+                    f"| {activation} | {kind} | {depth} | {eigenvalues.mean():.3g} "
+                    f"| {np.mean(eigenvalues.var(axis=1)):.3g} | {predicted:.3g} |"
+                )
+        return "\n".join(rows)
+
+    return {"jacobian-variance": jacobian_variance}
+
+
+@functools.cache
+def _jacobian_runs() -> dict[tuple[str, str], dict[str, Any]]:
+    """Jacobian spectra at the critical point, shared by the figure and the table."""
+    import numpy as np
+
+    from vangrad.theory import critical_line, jacobian_singular_values, predicted_jacobian_variance
+
+    tanh_w2, tanh_b2 = (float(v[0]) for v in critical_line(np.array([JACOBIAN["tanh_q_star"]])))
+    settings = {"tanh": (tanh_w2, tanh_b2), "relu": (2.0, 0.0)}
+    runs = {}
+    for activation, (w2, b2) in settings.items():
+        predicted = predicted_jacobian_variance(JACOBIAN["depths"], activation, w2, b2)
+        for kind in ("gaussian", "orthogonal"):
+            spectra = jacobian_singular_values(
+                JACOBIAN["depths"],
+                JACOBIAN["width"],
+                activation=activation,
+                sigma_w2=w2,
+                sigma_b2=b2,
+                weights=kind,
+                trials=JACOBIAN["trials"],
+                seed=JACOBIAN["seed"],
+            )
+            runs[activation, kind] = {"spectra": spectra, "predicted": predicted[kind]}
+    return runs
 
 
 # The runs drawn on the theory pages; their prose quotes the snippets, which rerun them.
@@ -279,6 +347,7 @@ GLOROT_BENGIO = {
     "trials": 2,
     "seed": 0,
 }
+JACOBIAN = {"depths": [8, 32, 128], "width": 128, "trials": 4, "seed": 0, "tanh_q_star": 0.01}
 PHASE_DIAGRAM = {
     "sigma_w2": [round(0.25 + 0.125 * i, 3) for i in range(31)],
     "sigma_b2": [round(0.05 * i, 2) for i in range(21)],
@@ -304,7 +373,7 @@ def _tables() -> dict[str, Callable[[], str]]:
             rows.append(f"| {layer} | " + " | ".join(cells) + " |")
         return "\n".join(rows)
 
-    return {"gradient-bound": gradient_bound_table}
+    return {"gradient-bound": gradient_bound_table, **_theory_tables()}
 
 
 def render_all(out: Path) -> None:

@@ -18,6 +18,9 @@ from vangrad.theory import (
     fixed_point,
     gaussian_expectation,
     init_sigma_w2,
+    jacobian_singular_values,
+    phase_diagram,
+    predicted_jacobian_variance,
     predicted_log10_grad_norms,
     simulate_mean_field,
     variance_map,
@@ -272,3 +275,85 @@ def test_the_sum_loss_breaks_the_prediction_for_relu_only() -> None:
     assert abs(results["relu", "random"]) < 0.04
     assert results["relu", "sum"] > 0.08
     assert abs(results["tanh", "sum"] - results["tanh", "random"]) < 0.02
+
+
+# --- the phase diagram and the Jacobian spectrum -------------------------------------------------
+
+
+def test_phase_diagram_sides_follow_chi_1() -> None:
+    w2 = [0.5, 1.5, 4.0]
+    grid = phase_diagram(w2, [0.0, 0.3], depth=20, width=64, batch_size=4, trials=2)
+    assert grid.log10_ratio.shape == (3, 2)
+    assert grid.networks == 12
+    # Far from the line the sign of the measured ratio is the phase: chi_1 < 1 vanishes.
+    for i, sigma_w2 in enumerate(w2):
+        for j, sigma_b2 in enumerate(grid.sigma_b2):
+            predicted = predicted_log10_grad_norms(20, sigma_w2, sigma_b2)[0]
+            if abs(predicted) > 1:
+                assert np.sign(grid.log10_ratio[i, j]) == np.sign(predicted)
+                assert grid.log10_ratio[i, j] == pytest.approx(predicted, rel=0.2)
+
+
+def test_phase_diagram_matches_a_separate_run_of_the_same_networks() -> None:
+    # One grid point, one network: the same weights and biases through backprop directly.
+    from vangrad import backprop
+
+    grid = phase_diagram([2.0], [0.1], depth=6, width=16, batch_size=3, seed=4)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 16))
+    weights = rng.standard_normal((6, 1, 16, 16)) / 4.0 * math.sqrt(2.0)
+    biases = math.sqrt(0.1) * rng.standard_normal((6, 1, 1, 16))
+    upstream = rng.standard_normal((1, 3, 16))
+    flow = backprop(
+        x, [w[0] for w in weights], "tanh", biases=[b[0, 0] for b in biases], upstream=upstream[0]
+    )
+    expected = flow.log10_grad_norms[0] - flow.log10_grad_norms[-1]
+    assert grid.log10_ratio[0, 0] == pytest.approx(expected, rel=1e-10)
+
+
+def test_jacobian_of_orthogonal_linear_network_is_orthogonal() -> None:
+    spectra = jacobian_singular_values(
+        [3, 9], 20, activation="linear", sigma_w2=1.0, weights="orthogonal", trials=3
+    )
+    np.testing.assert_allclose(spectra[9], 1.0, rtol=1e-10)
+
+
+def test_jacobian_matches_finite_differences() -> None:
+    spectra = jacobian_singular_values(
+        [2], 5, activation="tanh", sigma_w2=1.5, sigma_b2=0.1, trials=1, seed=3
+    )
+    # Rebuild the same network and differentiate it numerically.
+    rng = np.random.default_rng(3)
+    q_star = float(fixed_point(1.5, 0.1))
+    x = math.sqrt((q_star - 0.1) / 1.5) * rng.standard_normal((1, 1, 5))
+    layers = []
+    for _ in range(2):
+        w = INITIALIZERS["lecun_normal"].sample(rng, 5, 5, weight_scale=math.sqrt(1.5), trials=1)
+        b = math.sqrt(0.1) * rng.standard_normal((1, 1, 5))
+        layers.append((w, b))
+
+    def forward(v: np.ndarray) -> np.ndarray:
+        for w, b in layers:
+            v = np.tanh(v @ w + b)
+        return v
+
+    step = 1e-6
+    rows = [
+        (forward(x + step * np.eye(5)[i]) - forward(x - step * np.eye(5)[i]))[0, 0] / (2 * step)
+        for i in range(5)
+    ]
+    numeric = np.linalg.svd(np.array(rows), compute_uv=False)
+    np.testing.assert_allclose(spectra[2][0], numeric, rtol=1e-6)
+
+
+def test_jacobian_variance_formula() -> None:
+    relu = predicted_jacobian_variance([8, 32], "relu", 2.0)
+    np.testing.assert_allclose(relu["gaussian"], [16, 64])  # L / p, p = 1/2
+    np.testing.assert_allclose(relu["orthogonal"], [8, 32])  # L (1/p - 1)
+    linear = predicted_jacobian_variance([10], "linear", 1.0)
+    np.testing.assert_allclose(linear["orthogonal"], [0.0])
+    # A product of L Gaussian matrices: eigenvalues of J J^T have variance L (Fuss-Catalan).
+    spectra = jacobian_singular_values([4], 200, activation="linear", sigma_w2=1.0, trials=4)
+    assert np.mean((spectra[4] ** 2).var(axis=1)) == pytest.approx(4.0, rel=0.25)
+    with pytest.raises(ValueError, match="chi_1 = 1"):
+        predicted_jacobian_variance([8], "relu", 1.0)

@@ -405,9 +405,13 @@ def plot_phase_diagram(
 
 
 def plot_singular_values(
-    spectra: dict[str, np.ndarray], *, bins: int = 40, ax: Axes | None = None
+    spectra: dict[str, np.ndarray], *, bins: int = 50, floor: float = 1e-4, ax: Axes | None = None
 ) -> Axes:
-    """Histogram the singular values of several Jacobians on one axis (one outline per label).
+    """Histogram the singular values of several Jacobians on a log axis (one outline per label).
+
+    The spread of a deep network's spectrum covers orders of magnitude, so the bins are equal in
+    `log10`; values below `floor` (ReLU's Jacobians are rank-deficient: exact zeros) are counted
+    in the first bin.
 
     Example:
         ```py
@@ -421,19 +425,14 @@ def plot_singular_values(
         ```
     """
     ax = _new_axes(ax)
-    values = np.concatenate([np.ravel(v) for v in spectra.values()])
-    edges = np.linspace(0.0, max(float(values.max()) * 1.02, 1e-12), bins + 1)
+    top = max(float(np.max([np.max(v) for v in spectra.values()])), floor * 10)
+    edges = np.geomspace(floor, top * 1.05, bins + 1)
     for label, singular in spectra.items():
-        ax.hist(
-            np.ravel(singular),
-            bins=edges,
-            histtype="step",
-            linewidth=1.6,
-            density=True,
-            label=label,
-        )
+        values = np.clip(np.ravel(singular), floor, None)
+        ax.hist(values, bins=edges, histtype="step", linewidth=1.6, label=label)
+    ax.set_xscale("log")
     ax.set_xlabel("singular value of the input-output Jacobian")
-    ax.set_ylabel("density")
+    ax.set_ylabel("count")
     ax.legend(fontsize="small")
     return ax
 
