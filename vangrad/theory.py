@@ -67,7 +67,7 @@ _HERMITE_NODES = 101
 _HERMITE_MAX_Q = 1.0
 _LEGENDRE_NODES = 10
 _Z_RANGE = 12.0  # P(|z| > 12) ~ 4e-33: nothing beyond it shows in float64
-# Activations whose expectations are exact closed forms: name -> (E[phi^2] / q, E[phi'^2]).
+# Activations whose expectations have exact closed forms (see `_closed_form`).
 _CLOSED_FORMS = {"relu", "leaky_relu", "linear"}
 # Piecewise definitions: quadrature panels must meet at the kink (z = 0), never straddle it.
 _KINKED = {"elu"}
