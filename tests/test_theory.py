@@ -178,9 +178,9 @@ DEPTH = 24
 TRANSIENT = 8  # layers next to the input, where q_l is still on its way to q*
 # Tolerance. At width 512 the squared norm of a layer's gradient is a sum over 512 units, so the
 # log of one layer's ratio fluctuates by a few hundredths per network; a slope fitted over the 16
-# settled layers of 4 networks has a standard error of 0.002 to 0.007 (computed from the
-# networks below, and required to be under half the tolerance, so that a wrong prediction cannot
-# pass by luck). The finite-width bias of a log ratio is of order 1 / width ~ 0.002. 5% of
+# settled layers has a standard error of 0.002 to 0.012 here (computed from the networks below,
+# and required to be under half the tolerance, so that a wrong prediction cannot pass by luck).
+# The finite-width bias of a log ratio is of order 1 / width ~ 0.002 per layer. 5% of
 # |ln chi_1| is between 0.015 and 0.14 for the off-critical cases here (chi_1 from 0.056 to
 # 2.05). A saturated sigmoid passes almost no gradient through most of its units, so fewer units
 # carry it and its ratios are noisier: those cases average 8 and 16 networks, as does critical
