@@ -13,6 +13,7 @@ redraws everything, which takes a second or two.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -221,7 +222,184 @@ def _figures() -> dict[str, Callable[[], Any]]:
         "tanh-sweep": tanh_sweep,
         "deep-sigmoid-profiles": deep_sigmoid_profiles,
         "sigmoid-tanh-saturation": sigmoid_and_tanh_saturation,
+        **_theory_figures(),
     }
+
+
+def _theory_figures() -> dict[str, Callable[[], Any]]:
+    """The figures of the theory pages: predictions drawn beside measurements."""
+    import numpy as np
+
+    from vangrad.plotting import plot_phase_diagram, plot_predicted_profile
+    from vangrad.theory import (
+        critical_line,
+        phase_diagram,
+        predicted_log10_grad_norms,
+        simulate_mean_field,
+    )
+
+    def theory_profiles() -> Any:
+        depth = 30
+        _, ax = plt.subplots(figsize=(8, 4.8), layout="constrained")
+        for activation, w2, b2 in THEORY_PROFILE_CASES:
+            flow = simulate_mean_field(
+                depth, 256, sigma_w2=w2, sigma_b2=b2, activation=activation, batch_size=8, trials=4
+            )
+            predicted = predicted_log10_grad_norms(depth, w2, b2, activation)
+            label = f"{activation}, sigma_w^2 = {w2:g}, sigma_b^2 = {b2:g}"
+            plot_predicted_profile(flow, predicted, label=label, ax=ax)
+        ax.set_title("Gradient per layer: measured (median, quartiles of 4 nets) and predicted")
+        return ax
+
+    def edge_of_chaos() -> Any:
+        grid = phase_diagram(**PHASE_DIAGRAM)
+        # The critical line from q* = 0 up to the top of the grid.
+        line = critical_line(np.geomspace(1e-6, 10.0, 200))
+        inside = line[1] <= grid.sigma_b2[-1]
+        _, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+        plot_phase_diagram(grid, (line[0][inside], line[1][inside]), ax=ax)
+        # The finite-depth prediction: the predicted profile's input-to-output ratio, from the
+        # inputs' own variance, is 1 on this contour (a loop over grid points: each is a
+        # layer-by-layer recursion).
+        predicted = np.array(
+            [
+                [predicted_log10_grad_norms(grid.depth, w2, b2)[0] for b2 in grid.sigma_b2]
+                for w2 in grid.sigma_w2
+            ]
+        )
+        ax.contour(
+            grid.sigma_w2,
+            grid.sigma_b2,
+            predicted.T,
+            levels=[0.0],
+            colors="green",
+            linewidths=1.5,
+            linestyles=":",
+        )
+        ax.plot(
+            [], [], color="green", linestyle=":", label=f"predicted ratio 1 at depth {grid.depth}"
+        )
+        ax.legend(fontsize="small", loc="upper left")
+        ax.set_title(
+            f"tanh, {grid.depth} layers of {grid.width}: {grid.networks} networks, one call"
+        )
+        return ax
+
+    def jacobian_spectra() -> Any:
+        from vangrad.plotting import plot_singular_values
+
+        runs = _jacobian_runs()
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+        for ax, activation in zip(axes, ("tanh", "relu"), strict=True):
+            depth = JACOBIAN["depths"][-1] if activation == "tanh" else JACOBIAN["depths"][1]
+            spectra = {
+                f"{kind}, depth {depth}": runs[activation, kind]["spectra"][depth]
+                for kind in ("gaussian", "orthogonal")
+            }
+            plot_singular_values(spectra, ax=ax)
+            ax.set_title(f"{activation} at chi_1 = 1, width {JACOBIAN['width']}, 4 seeds pooled")
+        return axes[0]
+
+    def glorot_bengio() -> Any:
+        from vangrad import simulate
+        from vangrad.plotting import plot_layer_variances
+        from vangrad.theory import chi, init_sigma_w2, variance_sequence
+
+        flows, predicted = {}, {}
+        for init in ("legacy_uniform", "xavier_uniform"):
+            flows[init] = simulate(**GLOROT_BENGIO, init=init)
+            w2 = init_sigma_w2(init, GLOROT_BENGIO["width"])
+            q = variance_sequence(GLOROT_BENGIO["depth"], w2)
+            # Going down through layer l multiplies the variance by chi(q_l); relative to the
+            # top layer's input h_{L-1}, h_l has passed layers l+1..L-1, i.e. q[l:L-1].
+            steps = np.log10(chi(q[:-1], w2))
+            predicted[init] = np.append(np.cumsum(steps[::-1])[::-1], 0.0)
+        return plot_layer_variances(flows, predicted)
+
+    return {
+        "theory-profiles": theory_profiles,
+        "edge-of-chaos": edge_of_chaos,
+        "glorot-bengio": glorot_bengio,
+        "jacobian-spectra": jacobian_spectra,
+    }
+
+
+def _theory_tables() -> dict[str, Callable[[], str]]:
+    """The tables of the theory pages."""
+
+    def jacobian_variance() -> str:
+        import numpy as np
+
+        runs = _jacobian_runs()
+        rows = [
+            "| activation | weights | depth | mean eigenvalue of J J^T | variance, measured "
+            "| variance, predicted |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for (activation, kind), run in runs.items():
+            for depth, predicted in zip(JACOBIAN["depths"], run["predicted"], strict=True):
+                eigenvalues = run["spectra"][depth] ** 2
+                rows.append(
+                    f"| {activation} | {kind} | {depth} | {eigenvalues.mean():.3g} "
+                    f"| {np.mean(eigenvalues.var(axis=1)):.3g} | {predicted:.3g} |"
+                )
+        return "\n".join(rows)
+
+    return {"jacobian-variance": jacobian_variance}
+
+
+@functools.cache
+def _jacobian_runs() -> dict[tuple[str, str], dict[str, Any]]:
+    """Jacobian spectra at the critical point, shared by the figure and the table."""
+    import numpy as np
+
+    from vangrad.theory import critical_line, jacobian_singular_values, predicted_jacobian_variance
+
+    tanh_w2, tanh_b2 = (float(v[0]) for v in critical_line(np.array([JACOBIAN["tanh_q_star"]])))
+    settings = {"tanh": (tanh_w2, tanh_b2), "relu": (2.0, 0.0)}
+    runs = {}
+    for activation, (w2, b2) in settings.items():
+        predicted = predicted_jacobian_variance(JACOBIAN["depths"], activation, w2, b2)
+        for kind in ("gaussian", "orthogonal"):
+            spectra = jacobian_singular_values(
+                JACOBIAN["depths"],
+                JACOBIAN["width"],
+                activation=activation,
+                sigma_w2=w2,
+                sigma_b2=b2,
+                weights=kind,
+                trials=JACOBIAN["trials"],
+                seed=JACOBIAN["seed"],
+            )
+            runs[activation, kind] = {"spectra": spectra, "predicted": predicted[kind]}
+    return runs
+
+
+# The runs drawn on the theory pages; their prose quotes the snippets, which rerun them.
+THEORY_PROFILE_CASES = [
+    ("sigmoid", 1.0, 0.0),
+    ("tanh", 1.0, 0.05),
+    ("relu", 2.0, 0.0),
+    ("tanh", 4.0, 0.05),
+]
+GLOROT_BENGIO = {
+    "depth": 5,
+    "width": 1000,
+    "activation": "tanh",
+    "batch_size": 16,
+    "trials": 2,
+    "seed": 0,
+}
+JACOBIAN = {"depths": [8, 32, 128], "width": 128, "trials": 4, "seed": 0, "tanh_q_star": 0.01}
+PHASE_DIAGRAM = {
+    "sigma_w2": [round(0.25 + 0.125 * i, 3) for i in range(31)],
+    "sigma_b2": [round(0.05 * i, 2) for i in range(21)],
+    "depth": 30,
+    "width": 128,
+    "batch_size": 8,
+    "trials": 1,
+    "seed": 0,
+}
 
 
 def _tables() -> dict[str, Callable[[], str]]:
@@ -238,7 +416,7 @@ def _tables() -> dict[str, Callable[[], str]]:
             rows.append(f"| {layer} | " + " | ".join(cells) + " |")
         return "\n".join(rows)
 
-    return {"gradient-bound": gradient_bound_table}
+    return {"gradient-bound": gradient_bound_table, **_theory_tables()}
 
 
 def render_all(out: Path) -> None:
@@ -282,7 +460,10 @@ def _rendered() -> Path:
     result = subprocess.run(
         [sys.executable, __file__, str(staging)],
         cwd=ROOT,
-        env={**os.environ, "MPLBACKEND": "Agg"},
+        # One BLAS thread: the figures multiply thousands of small matrices, where OpenBLAS's
+        # threads only contend (measured on a busy 2-core machine: 144 s with its default
+        # threads, 18 s with one).
+        env={**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
         check=False,

@@ -10,6 +10,10 @@ from pathlib import Path
 
 # Before anything imports pyplot: tests never open a window, on CI or on a laptop.
 os.environ["MPLBACKEND"] = "Agg"
+# Before numpy loads: one BLAS thread. The engine multiplies stacks of small matrices, where
+# OpenBLAS's threads only contend; on a busy 2-core machine tests/test_theory.py took 77 s with
+# its default threads and 18 s with one.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import matplotlib.pyplot as plt
 import pytest

@@ -18,6 +18,7 @@ FORMULAS = {
     "he_uniform": 2 / FAN_IN,
     "lecun_normal": 1 / FAN_IN,
     "orthogonal": 1 / max(FAN_IN, FAN_OUT),
+    "legacy_uniform": 1 / (3 * FAN_IN),
 }
 
 

@@ -11,6 +11,24 @@ from vangrad.engine import GradientFlow, backprop
 from vangrad.initializers import INITIALIZERS, Initializer, get_initializer
 from vangrad.simulation import simulate
 from vangrad.sweep import Sweep, sweep
+from vangrad.theory import (
+    PhaseDiagram,
+    chi,
+    chi_1,
+    critical_line,
+    critical_sigma_w2,
+    depth_scale,
+    fixed_point,
+    gaussian_expectation,
+    init_sigma_w2,
+    jacobian_singular_values,
+    phase_diagram,
+    predicted_jacobian_variance,
+    predicted_log10_grad_norms,
+    simulate_mean_field,
+    variance_map,
+    variance_sequence,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -19,14 +37,30 @@ __all__ = [
     "Activation",
     "GradientFlow",
     "Initializer",
+    "PhaseDiagram",
     "Sweep",
     "backprop",
+    "chi",
+    "chi_1",
     "clip_by_norm",
+    "critical_line",
+    "critical_sigma_w2",
+    "depth_scale",
+    "fixed_point",
+    "gaussian_expectation",
     "get_activation",
     "get_initializer",
     "gradient_bound",
+    "init_sigma_w2",
+    "jacobian_singular_values",
     "log10_gradient_bound",
+    "phase_diagram",
+    "predicted_jacobian_variance",
+    "predicted_log10_grad_norms",
     "simulate",
+    "simulate_mean_field",
     "sweep",
+    "variance_map",
+    "variance_sequence",
 ]
 __version__ = "0.1.0"

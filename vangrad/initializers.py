@@ -198,6 +198,12 @@ def _unit(fan_in: int, fan_out: int) -> float:
     return 1.0
 
 
+def _legacy(fan_in: int, fan_out: int) -> float:
+    # Uniform on [-a, a] has variance a^2 / 3; a = 1 / sqrt(fan_in). Glorot and Bengio (2010)
+    # show that it shrinks the back-propagated gradient about 3-fold per tanh layer.
+    return 1.0 / (3.0 * fan_in)
+
+
 def _orthogonal(fan_in: int, fan_out: int) -> float:
     # Orthonormal columns of length fan_in (or rows of length fan_out): squares sum to 1.
     return 1.0 / max(fan_in, fan_out)
@@ -249,6 +255,13 @@ INITIALIZERS: Mapping[str, Initializer] = MappingProxyType(
             "Var = 1 / max(fan_in, fan_out)",
             distribution="orthogonal",
             base_variance=_orthogonal,
+        ),
+        "legacy_uniform": Initializer(
+            name="legacy_uniform",
+            description="the 'standard' initialisation before Glorot and Bengio (2010), "
+            "uniform on [-1/sqrt(fan_in), 1/sqrt(fan_in)]: Var = 1 / (3 fan_in)",
+            distribution="uniform",
+            base_variance=_legacy,
         ),
     }
 )

@@ -27,7 +27,11 @@ __all__ = [
     "plot_decision_boundary",
     "plot_gradient_bound",
     "plot_gradient_profile",
+    "plot_layer_variances",
     "plot_loss_curves",
+    "plot_phase_diagram",
+    "plot_predicted_profile",
+    "plot_singular_values",
     "plot_sweep",
     "plot_update_ratios",
     "saturation_edge",
@@ -591,3 +595,195 @@ def plot_update_ratios(
     ax.set_xlabel("training step")
     ax.set_ylabel("layer")
     return ax
+
+
+# --- the theory pages ----------------------------------------------------------------------------
+
+
+def plot_predicted_profile(
+    flow: GradientFlow,
+    predicted: np.ndarray,
+    *,
+    label: str | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Plot a measured gradient profile with the mean-field prediction beside it, dashed.
+
+    Args:
+        flow: What the engine measured (a stack of trials gives a median and a band).
+        predicted: `log10` norms relative to the output for layers `0..L`, as returned by
+            [`predicted_log10_grad_norms`][vangrad.predicted_log10_grad_norms].
+        label: The legend entry of the measured curve; by default the activation's name.
+        ax: Where to draw; a new figure when omitted.
+
+    Returns:
+        The `Axes` drawn on.
+
+    Example:
+        ```py
+        from vangrad.plotting import plot_predicted_profile
+        from vangrad.theory import predicted_log10_grad_norms, simulate_mean_field
+
+        flow = simulate_mean_field(10, 64, sigma_w2=1.0, activation="tanh", batch_size=4)
+        ax = plot_predicted_profile(flow, predicted_log10_grad_norms(10, 1.0))
+        print(len(ax.get_lines()))
+        #> 2
+        ```
+    """
+    ax = plot_gradient_profile(flow, label=f"{label or flow.activation.name}, measured", ax=ax)
+    color = ax.get_lines()[-1].get_color()
+    ax.plot(
+        np.arange(np.size(predicted)), predicted, color=color, linestyle="--", label="predicted"
+    )
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_phase_diagram(
+    grid: object,
+    critical: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    ax: Axes | None = None,
+) -> Axes:
+    """Colour a `(sigma_w^2, sigma_b^2)` grid by the measured gradient ratio; draw a line on it.
+
+    Args:
+        grid: A [`PhaseDiagram`][vangrad.theory.PhaseDiagram].
+        critical: Optional `(sigma_w2, sigma_b2)` points of the predicted critical line.
+        ax: Where to draw; a new figure when omitted.
+
+    Returns:
+        The `Axes` drawn on.
+
+    Example:
+        ```py
+        from vangrad.plotting import plot_phase_diagram
+        from vangrad.theory import critical_line, phase_diagram
+
+        grid = phase_diagram([0.5, 2.0, 4.0], [0.0, 0.5], depth=10, width=16, batch_size=2)
+        ax = plot_phase_diagram(grid, critical_line([0.01, 1.0]))
+        print(ax.get_xlabel())
+        #> weight variance sigma_w^2 = n Var(W)
+        ```
+    """
+    ax = _new_axes(ax)
+    ratio = grid.log10_ratio.T  # rows: sigma_b^2, columns: sigma_w^2
+    finite = ratio[np.isfinite(ratio)]
+    # Each side of white spans its own range, so mild explosion shows as well as deep vanishing.
+    low = min(float(finite.min(initial=-1.0)), -1.0)
+    high = max(float(finite.max(initial=1.0)), 1.0)
+    mesh = ax.pcolormesh(
+        grid.sigma_w2,
+        grid.sigma_b2,
+        ratio,
+        shading="nearest",
+        cmap="RdBu_r",
+        norm=TwoSlopeNorm(vcenter=0.0, vmin=low, vmax=high),
+    )
+    colorbar = ax.figure.colorbar(mesh, ax=ax)
+    colorbar.set_label(f"log10 (gradient at input / at output), {grid.depth} layers")
+    ax.contour(grid.sigma_w2, grid.sigma_b2, ratio, levels=[0.0], colors="black", linewidths=0.8)
+    if critical is not None:
+        ax.plot(*critical, color="gold", linewidth=2.5, linestyle="--", label="predicted chi_1 = 1")
+        ax.legend(fontsize="small", loc="upper left")
+    ax.set_xlim(grid.sigma_w2[0], grid.sigma_w2[-1])
+    ax.set_ylim(grid.sigma_b2[0], grid.sigma_b2[-1])
+    ax.set_xlabel("weight variance sigma_w^2 = n Var(W)")
+    ax.set_ylabel("bias variance sigma_b^2")
+    return ax
+
+
+def plot_singular_values(
+    spectra: dict[str, np.ndarray], *, bins: int = 50, floor: float = 1e-4, ax: Axes | None = None
+) -> Axes:
+    """Histogram the singular values of several Jacobians on a log axis (one outline per label).
+
+    The spread of a deep network's spectrum covers orders of magnitude, so the bins are equal in
+    `log10`; values below `floor` (ReLU's Jacobians are rank-deficient: exact zeros) are counted
+    in the first bin.
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad.plotting import plot_singular_values
+
+        ax = plot_singular_values({"identity": np.ones(10), "half": np.full(10, 0.5)})
+        print(ax.get_xlabel())
+        #> singular value of the input-output Jacobian
+        ```
+    """
+    ax = _new_axes(ax)
+    top = max(float(np.max([np.max(v) for v in spectra.values()])), floor * 10)
+    edges = np.geomspace(floor, top * 1.05, bins + 1)
+    for label, singular in spectra.items():
+        values = np.clip(np.ravel(singular), floor, None)
+        ax.hist(values, bins=edges, histtype="step", linewidth=1.6, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("singular value of the input-output Jacobian")
+    ax.set_ylabel("count")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_layer_variances(
+    flows: dict[str, GradientFlow],
+    predicted: dict[str, np.ndarray] | None = None,
+    *,
+    axes: tuple[Axes, Axes] | None = None,
+) -> Axes:
+    """Plot, per layer, the variance of the back-propagated and of the weight gradients.
+
+    Both are relative to the top layer and averaged (in log) over the trials, as in Glorot and
+    Bengio's figures 6 and 7: the left panel `dLoss/dh_l` for the layers' inputs `l = 0..L-1`,
+    the right panel `dLoss/dW_l` for `l = 1..L`. Equal widths are assumed, so a variance ratio
+    is a ratio of squared norms.
+
+    Args:
+        flows: Label -> a measured flow (with trials).
+        predicted: Label -> predicted `log10` variance of `dLoss/dh_l` relative to the top
+            layer's input, drawn dashed on the left panel.
+        axes: Two axes to draw on; a new figure when omitted.
+
+    Returns:
+        The left `Axes`.
+
+    Example:
+        ```py
+        from vangrad import simulate
+        from vangrad.plotting import plot_layer_variances
+
+        flow = simulate(depth=3, width=8, activation="tanh", init="xavier_uniform", batch_size=2)
+        ax = plot_layer_variances({"xavier": flow})
+        print(ax.get_xlabel())
+        #> layer input h_l (0 = the network's input)
+        ```
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharey=True)
+    left, right = axes
+    for label, flow in flows.items():
+        grads = np.atleast_2d(flow.log10_grad_norms)[:, :-1]
+        back = 2 * (grads - grads[:, -1:]).mean(axis=0)
+        weights = np.atleast_2d(flow.log10_weight_grad_norms)
+        weight = 2 * (weights - weights[:, -1:]).mean(axis=0)
+        (line,) = left.plot(np.arange(back.size), back, marker="o", label=f"{label}, measured")
+        right.plot(np.arange(1, weight.size + 1), weight, marker="o", label=label)
+        if predicted is not None and label in predicted:
+            left.plot(
+                np.arange(back.size),
+                predicted[label],
+                linestyle="--",
+                color=line.get_color(),
+                label=f"{label}, predicted",
+            )
+    for ax in axes:
+        _powers_of_ten(ax)
+        ax.grid(visible=True, linestyle="--", alpha=0.5)
+        ax.legend(fontsize="small")
+    left.set_xlabel("layer input h_l (0 = the network's input)")
+    left.set_ylabel("variance relative to the top layer")
+    left.set_title("back-propagated gradient dLoss/dh_l")
+    right.set_xlabel("layer l")
+    right.set_title("weight gradient dLoss/dW_l")
+    return left

@@ -27,6 +27,9 @@ from vangrad.datasets import spirals
 from vangrad.plotting import plot_decision_boundary, plot_loss_curves, plot_update_ratios
 from vangrad.training import loss_and_gradients, make_network, train
 
+# Smaller images than the default 100 dpi keep this page light enough to read offline quickly.
+plt.rcParams["figure.dpi"] = 80
+
 # %% [markdown]
 # ## The data: two interleaved spirals
 #
