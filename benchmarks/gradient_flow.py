@@ -217,7 +217,11 @@ class TorchNet(torch.nn.Module):
 def torch_norms(net: TorchNet, x_np: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One forward and backward pass; the norms (not log10), shape (depth + 1,), (depth,)."""
     net.zero_grad(set_to_none=True)
-    x = torch.from_numpy(x_np).requires_grad_()
+    x = torch.from_numpy(x_np)
+    stacked = net.layers[0].dim() == 3
+    if stacked:  # one copy of the input per network, so that dLoss/dx is per network too
+        x = x.expand(net.layers[0].shape[0], *x.shape).contiguous()
+    x.requires_grad_()
     net(x).sum().backward()
     grads = [x.grad, *(h.grad for h in net.outputs)]
     # Norms over the last two axes: per network when the module is a batched stack.
@@ -361,9 +365,9 @@ def time_workloads(workloads: list[Workload], peaks: dict[str, float]) -> None:
                 runs["batched"] = make_torch_batched(case)
             t = interleaved_medians(runs, ARGS.repeats)
             name = np.dtype(dtype).name
-            batched = f"{t['batched']:.4f} | {t['vangrad'] / t['batched']:.2f}"
-            if "batched" not in t:
-                batched = "- | -"
+            batched = "- | -"
+            if "batched" in t:
+                batched = f"{t['batched']:.4f} | {t['vangrad'] / t['batched']:.2f}"
             flops = ""
             if w.number >= 4:
                 rate = engine_flops(w) / t["vangrad"] / 1e9
