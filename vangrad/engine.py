@@ -380,6 +380,19 @@ class _Buffers:
         return array
 
 
+def _stack_of(a: np.ndarray, b: np.ndarray) -> tuple[int, ...]:
+    """The stack shape of `a @ b`; the common cases without `np.broadcast_shapes`.
+
+    `np.broadcast_shapes` costs microseconds a call, which add up over the layers of the small
+    networks where the engine is bound by per-call overhead.
+    """
+    if a.shape[:-2] == b.shape[:-2] or b.ndim == 2:
+        return a.shape[:-2]
+    if a.ndim == 2:
+        return b.shape[:-2]
+    return np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+
+
 def _affine(
     h: np.ndarray,
     w: np.ndarray,
@@ -393,7 +406,7 @@ def _affine(
 
     `out`, if given, receives the product when it has the product's shape.
     """
-    shape = (*np.broadcast_shapes(h.shape[:-2], w.shape[:-2]), h.shape[-2], w.shape[-1])
+    shape = (*_stack_of(h, w), h.shape[-2], w.shape[-1])
     z = np.matmul(h, w, out=out if out is not None and out.shape == shape else None)
     for term, combine in ((gain, np.multiply), (bias, np.add)):
         if term is None:
@@ -635,7 +648,7 @@ def _backward(
                 b_grads.append(_unscale(db, log_scale, dtype)[..., 0, :])
         if weight_grads:
             h_in = np.swapaxes(inputs.pop(), -1, -2)
-            shape = np.broadcast_shapes(h_in.shape[:-2], dz.shape[:-2])
+            shape = _stack_of(h_in, dz)
             # Any buffer but g's and dz's, which a square batch would otherwise share.
             dw_shape = (*shape, h_in.shape[-2], dz.shape[-1])
             dw = np.matmul(h_in, dz, out=buffers.take(dw_shape, dtype, g, dz))
@@ -643,7 +656,7 @@ def _backward(
             if keep_grads:
                 w_grads.append(_unscale(dw, log_scale, dtype))
         w_t = np.swapaxes(weights[layer], -1, -2)
-        shape = (*np.broadcast_shapes(dz.shape[:-2], w_t.shape[:-2]), dz.shape[-2], w_t.shape[-1])
+        shape = (*_stack_of(dz, w_t), dz.shape[-2], w_t.shape[-1])
         # Not g's buffer (the residual term adds g), nor dz's (it is the input of this product).
         g_below = np.matmul(dz, w_t, out=buffers.take(shape, dtype, g, dz))
         if gain is not None:
