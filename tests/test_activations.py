@@ -175,3 +175,25 @@ def test_get_activation_refuses_unknown_names_and_parameters() -> None:
         get_activation("leaky_relu", slope=-0.1)
     with pytest.raises(TypeError, match=r"alpha must be a finite number > 0"):
         get_activation("elu", alpha="1")
+
+
+def _tanh_exact(z: float) -> float:
+    with localcontext() as context:
+        context.prec = 80
+        e = (2 * Decimal(z)).exp()
+        return float((e - 1) / (e + 1))
+
+
+def test_tanh_from_one_exp_is_within_a_few_ulp_everywhere() -> None:
+    # The engine's tanh is (1 - e) / (1 + e) with e = exp(-2|z|), and a series where 1 - e
+    # would cancel (|z| < 0.05): it must stay as accurate as np.tanh on both sides of that seam.
+    rng = np.random.default_rng(0)
+    z = np.concatenate(
+        [
+            rng.standard_normal(3000) * np.exp(rng.uniform(-25, 3, 3000)),
+            [0.0499999, 0.05, 0.0500001, -0.05, 1e-8, -1e-12, 20.0, -30.0],
+        ]
+    )
+    expected = np.array([_tanh_exact(v) for v in z.tolist()])
+    np.testing.assert_allclose(ACTIVATIONS["tanh"].function(z), expected, rtol=2e-15, atol=0)
+    assert np.signbit(ACTIVATIONS["tanh"].function(np.array([-0.0])))[0]

@@ -335,12 +335,15 @@ def _batchnorm_forward(z: np.ndarray) -> np.ndarray:
     # Centre on the first sample before taking the mean: for a column of identical values the
     # mean is then exactly 0, instead of a rounding error that 1/sqrt(eps) would blow up.
     z -= z[..., :1, :]
-    z -= z.mean(axis=-2, keepdims=True)
-    variance = np.einsum("...bj,...bj->...j", z, z)[..., np.newaxis, :]
+    # The batch sums accumulate in float64 (a no-op for float64): in float32 their rounding,
+    # amplified by 1/std, made the norms of a 50-layer network drift 3e-5 from float64's.
+    z -= z.mean(axis=-2, keepdims=True, dtype=np.float64).astype(z.dtype)
+    variance = np.einsum("...bj,...bj->...j", z, z, dtype=np.float64)[..., np.newaxis, :]
     variance /= z.shape[-2]
     variance += BATCHNORM_EPSILON
     inverse_std = np.sqrt(variance, out=variance)
     np.divide(1.0, inverse_std, out=inverse_std)
+    inverse_std = inverse_std.astype(z.dtype, copy=False)
     z *= inverse_std
     return inverse_std
 
@@ -355,15 +358,56 @@ def _batchnorm_backward(dz: np.ndarray, z_hat: np.ndarray, inverse_std: np.ndarr
     dz *= inverse_std
 
 
+class _Buffers:
+    """Scratch arrays reused across layers, so that temporaries cost no fresh memory.
+
+    A new array of a megabyte is new pages for the operating system to fault in (about 1 ms
+    per megabyte on these machines, as much as the arithmetic that fills it), and glibc hands
+    freed large blocks straight back, so every unpooled temporary pays that cost every layer.
+    """
+
+    def __init__(self) -> None:
+        self._pool: dict[tuple[tuple[int, ...], np.dtype], list[np.ndarray]] = {}
+
+    def take(self, shape: tuple[int, ...], dtype: np.dtype, *busy: np.ndarray) -> np.ndarray:
+        """An array of `shape` and `dtype` (contents undefined) that is none of `busy`."""
+        arrays = self._pool.setdefault((shape, np.dtype(dtype)), [])
+        for array in arrays:
+            if not any(array is other for other in busy):
+                return array
+        array = np.empty(shape, dtype)
+        arrays.append(array)
+        return array
+
+
+def _stack_of(a: np.ndarray, b: np.ndarray) -> tuple[int, ...]:
+    """The stack shape of `a @ b`; the common cases without `np.broadcast_shapes`.
+
+    `np.broadcast_shapes` costs microseconds a call, which add up over the layers of the small
+    networks where the engine is bound by per-call overhead.
+    """
+    if a.shape[:-2] == b.shape[:-2] or b.ndim == 2:
+        return a.shape[:-2]
+    if a.ndim == 2:
+        return b.shape[:-2]
+    return np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+
+
 def _affine(
     h: np.ndarray,
     w: np.ndarray,
     gain: np.ndarray | None,
     bias: np.ndarray | None,
     stack: tuple[int, ...],
+    *,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """`z = gain * (h @ w) + bias`, in place on the product where it already has the stack shape."""
-    z = np.matmul(h, w)
+    """`z = gain * (h @ w) + bias`, in place on the product where it already has the stack shape.
+
+    `out`, if given, receives the product when it has the product's shape.
+    """
+    shape = (*_stack_of(h, w), h.shape[-2], w.shape[-1])
+    z = np.matmul(h, w, out=out if out is not None and out.shape == shape else None)
     for term, combine in ((gain, np.multiply), (bias, np.add)):
         if term is None:
             continue
@@ -374,8 +418,67 @@ def _affine(
     return z
 
 
-def _all_finite(a: np.ndarray, stack: tuple[int, ...]) -> np.ndarray:
-    return np.broadcast_to(np.isfinite(a).all(axis=(-2, -1)), stack)
+def _all_finite(
+    a: np.ndarray, stack: tuple[int, ...], sums: np.ndarray | None = None
+) -> np.ndarray:
+    """Whether every entry of each network's `a` is finite.
+
+    A finite sum means finite entries (an inf or nan entry makes the sum inf or nan), so one
+    reduction answers the common case without a boolean temporary; only where a sum is not
+    finite (a non-finite entry, or a sum of finite entries that overflowed) are the entries
+    looked at one by one. `sums`, if given, are `a.sum(axis=(-2, -1))`, already computed.
+    """
+    if sums is None:
+        sums = a.sum(axis=(-2, -1))
+    finite = np.isfinite(sums)
+    if not finite.all():
+        finite = np.isfinite(a).all(axis=(-2, -1))
+    return np.broadcast_to(finite, stack)
+
+
+def _layer_statistics(
+    a: np.ndarray, d: np.ndarray, threshold: float, buffers: _Buffers
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the sums, mean, std and saturated fraction of one layer, per network.
+
+    The same operations as `a.mean()`, `a.std()` and `(abs(d) < threshold).mean()` over the
+    last two axes (so the same numbers, bit for bit), but the sum serves both the mean and the
+    finiteness check, and the temporaries live in reused buffers.
+    """
+    axes = (-2, -1)
+    count = a.shape[-2] * a.shape[-1]
+    sums = a.sum(axis=axes)
+    mean = sums / count
+    work = buffers.take(a.shape, a.dtype)
+    np.subtract(a, mean[..., np.newaxis, np.newaxis], out=work)
+    np.multiply(work, work, out=work)
+    std = np.sqrt(work.sum(axis=axes) / count)
+    below = buffers.take(d.shape, np.dtype(bool))
+    np.less(np.abs(d, out=work) if d.dtype == a.dtype else np.abs(d), threshold, out=below)
+    saturated = np.count_nonzero(below, axis=axes) / count
+    return sums, mean, std, saturated
+
+
+def _activate(
+    activation: Activation, z: np.ndarray, dtype: np.dtype, *, z_is_scratch: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """`a = phi(z)` and `phi'(z)` (from `a` where that is exact), neither sharing z's memory."""
+    if activation._slope_from_value is not None:
+        a = activation.function(z)
+        d = activation._slope_from_value(a)
+    else:
+        a, d = activation.value_and_derivative(z)
+    if np.shape(a) != z.shape or np.shape(d) != z.shape:  # e.g. a constant derivative
+        a = np.broadcast_to(a, z.shape).astype(dtype)
+        d = np.broadcast_to(d, z.shape).astype(dtype)
+    elif d is z or d is a:  # the backward pass overwrites d; keep z and a intact
+        d = d.copy()
+    # A custom activation may return z itself (or a view): z's buffer is reused next layer.
+    if z_is_scratch and np.may_share_memory(a, z):
+        a = a.copy()
+    if z_is_scratch and np.may_share_memory(d, z):
+        d = d.copy()
+    return a, d
 
 
 def _run(
@@ -407,40 +510,48 @@ def _run(
     gain_shape = () if gain is None else gain.shape
     stack = np.broadcast_shapes(x.shape[:-2], *(w.shape[:-2] for w in weights), gain_shape)
     gain_array = None if gain is None else gain.astype(dtype)[..., np.newaxis, np.newaxis]
+    buffers = _Buffers()
+    # With a derivative exact from the value (ReLU), the backward pass derives it from `a`,
+    # which a plain network keeps anyway as the next layer's input: half the cache.
+    from_value = activation._slope_from_value
 
     inputs: list[np.ndarray] = []
-    derivatives: list[np.ndarray] = []
+    derivatives: list[np.ndarray] = []  # phi'(z_l), or a_l when derived from the value
     normalised: list[tuple[np.ndarray, np.ndarray]] = []
     mean = np.empty((*stack, depth))
     std = np.empty((*stack, depth))
     saturated = np.empty((*stack, depth))
     finite = np.empty((depth, *stack), dtype=bool)
     threshold = SATURATION_THRESHOLD * activation.derivative_max
-    axes = (-2, -1)
 
     with np.errstate(all="ignore"):
         h = x
         for layer, w in enumerate(weights):
             if weight_grads:
                 inputs.append(h)
-            z = _affine(h, w, gain_array, None if biases is None else biases[layer], stack)
+            bias = None if biases is None else biases[layer]
+            # Batch normalisation keeps z (normalised in place) for the backward pass; otherwise
+            # z is scratch, read once by the activation.
+            scratch = (
+                None if batchnorm else buffers.take(stack + h.shape[-2:-1] + w.shape[-1:], dtype)
+            )
+            z = _affine(h, w, gain_array, bias, stack, out=scratch)
             finite[layer] = _all_finite(z, stack)
             if batchnorm:
                 inverse_std = _batchnorm_forward(z)
                 finite[layer] &= _all_finite(inverse_std, stack)
                 normalised.append((z, inverse_std))
-            a, d = activation.value_and_derivative(z)
-            if np.shape(a) != z.shape or np.shape(d) != z.shape:  # e.g. a constant derivative
-                a = np.broadcast_to(a, z.shape).astype(dtype)
-                d = np.broadcast_to(d, z.shape).astype(dtype)
-            elif d is z or d is a:  # the backward pass overwrites d; keep z and a intact
-                d = d.copy()
-            mean[..., layer] = a.mean(axis=axes)
-            std[..., layer] = a.std(axis=axes)
-            saturated[..., layer] = (np.abs(d) < threshold).mean(axis=axes)
-            derivatives.append(d)
-            h = h + a if residual else a
-            finite[layer] &= _all_finite(h, stack)
+            a, d = _activate(activation, z, dtype, z_is_scratch=not batchnorm)
+            sums, mean[..., layer], std[..., layer], saturated[..., layer] = _layer_statistics(
+                a, d, threshold, buffers
+            )
+            derivatives.append(a if from_value is not None else d)
+            if residual:
+                h = h + a
+                finite[layer] &= _all_finite(h, stack)
+            else:
+                h = a
+                finite[layer] &= _all_finite(h, stack, sums)
 
         if callable(upstream):
             upstream = upstream(h)
@@ -451,12 +562,14 @@ def _run(
             has_biases=biases is not None,
             inputs=inputs,
             derivatives=derivatives,
+            slope_from_value=from_value,
             normalised=normalised,
             dtype=dtype,
             gain=gain_array,
             residual=residual,
             keep_grads=keep_grads,
             weight_grads=weight_grads,
+            buffers=buffers,
         )
 
     overflowed = ~finite
@@ -488,12 +601,14 @@ def _backward(
     has_biases: bool,
     inputs: list[np.ndarray],
     derivatives: list[np.ndarray],
+    slope_from_value: Callable[[np.ndarray], np.ndarray] | None,
     normalised: list[tuple[np.ndarray, np.ndarray]],
     dtype: np.dtype,
     gain: np.ndarray | None,
     residual: bool,
     keep_grads: bool,
     weight_grads: bool,
+    buffers: _Buffers,
 ) -> tuple[
     np.ndarray,
     np.ndarray,
@@ -522,11 +637,7 @@ def _backward(
         grads.append(_unscale(g, log_scale, dtype))
 
     for layer in range(depth - 1, -1, -1):
-        d = derivatives.pop()
-        if d.shape == g.shape and d.dtype == dtype and d.flags.writeable and d.flags.owndata:
-            dz = np.multiply(g, d, out=d)
-        else:
-            dz = g * d
+        dz = _local_gradient(g, derivatives.pop(), slope_from_value, residual, buffers)
         if normalised:
             z_hat, inverse_std = normalised.pop()
             _batchnorm_backward(dz, z_hat, inverse_std)
@@ -536,11 +647,18 @@ def _backward(
             if keep_grads:
                 b_grads.append(_unscale(db, log_scale, dtype)[..., 0, :])
         if weight_grads:
-            dw = np.matmul(np.swapaxes(inputs.pop(), -1, -2), dz)
+            h_in = np.swapaxes(inputs.pop(), -1, -2)
+            shape = _stack_of(h_in, dz)
+            # Any buffer but g's and dz's, which a square batch would otherwise share.
+            dw_shape = (*shape, h_in.shape[-2], dz.shape[-1])
+            dw = np.matmul(h_in, dz, out=buffers.take(dw_shape, dtype, g, dz))
             log10_weight_grads[..., layer] = np.log10(_norms(dw)) + log_scale
             if keep_grads:
                 w_grads.append(_unscale(dw, log_scale, dtype))
-        g_below = np.matmul(dz, np.swapaxes(weights[layer], -1, -2))
+        w_t = np.swapaxes(weights[layer], -1, -2)
+        shape = (*_stack_of(dz, w_t), dz.shape[-2], w_t.shape[-1])
+        # Not g's buffer (the residual term adds g), nor dz's (it is the input of this product).
+        g_below = np.matmul(dz, w_t, out=buffers.take(shape, dtype, g, dz))
         if gain is not None:
             g_below *= gain
         if residual:
@@ -563,7 +681,38 @@ def _backward(
     )
 
 
+def _local_gradient(
+    g: np.ndarray,
+    cached: np.ndarray,
+    slope_from_value: Callable[[np.ndarray], np.ndarray] | None,
+    residual: bool,
+    buffers: _Buffers,
+) -> np.ndarray:
+    """`dz = g * phi'(z)`, in place on whichever operand the backward pass no longer needs.
+
+    `cached` is `phi'(z)`, or `a = phi(z)` when `slope_from_value` derives the slope from it.
+    """
+    if slope_from_value is not None:
+        # g is this pass's own array (a buffer, or the copy of the upstream gradient); with
+        # residual connections it is still needed (g_below += g), so the product goes elsewhere.
+        out = buffers.take(g.shape, g.dtype, g) if residual else g
+        return np.multiply(g, slope_from_value(cached), out=out)
+    if (
+        cached.shape == g.shape
+        and cached.dtype == g.dtype
+        and cached.flags.writeable
+        and cached.flags.owndata
+    ):
+        return np.multiply(g, cached, out=cached)
+    return g * cached
+
+
 def _unscale(g: np.ndarray, log_scale: np.ndarray, dtype: np.dtype) -> np.ndarray:
     scale = np.power(10.0, log_scale)[..., np.newaxis, np.newaxis]
     # Where the scale overflows, an exact zero must stay zero rather than become inf * 0 = nan.
     return np.where(g == 0, 0.0, g * scale).astype(dtype, copy=False)
+
+
+def _weight_grad_flops(batch: int, n_in: int, n_out: int) -> int:
+    """FLOPs the engine spends on one layer's weight-gradient norm (for the benchmark's count)."""
+    return 2 * batch * n_in * n_out
