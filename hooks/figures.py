@@ -419,8 +419,8 @@ def _tables() -> dict[str, Callable[[], str]]:
     return {"gradient-bound": gradient_bound_table, **_theory_tables()}
 
 
-def render_all(out: Path) -> None:
-    """Write every figure (`NAME.svg`) and table (`NAME.md`) into `out`."""
+def render_all(out: Path, names: set[str] | None = None) -> None:
+    """Write every figure (`NAME.svg`) and table (`NAME.md`), or those in `names`, into `out`."""
     style = {
         "svg.hashsalt": "vangrad",  # the same code draws the same bytes
         "svg.fonttype": "path",  # text as paths: no font to fetch, same look everywhere
@@ -428,6 +428,8 @@ def render_all(out: Path) -> None:
         "savefig.facecolor": "white",
     }
     for name, draw in _figures().items():
+        if names is not None and name not in names:
+            continue
         with plt.rc_context(style):
             ax = draw()
             buffer = io.BytesIO()
@@ -435,6 +437,8 @@ def render_all(out: Path) -> None:
             plt.close(ax.figure)
         (out / f"{name}.svg").write_bytes(buffer.getvalue())
     for name, make in _tables().items():
+        if names is not None and name not in names:
+            continue
         (out / f"{name}.md").write_text(make() + "\n", encoding="utf-8")
 
 

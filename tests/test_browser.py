@@ -197,7 +197,7 @@ def test_every_page_reads_offline_and_renders(
         if buttons != blocks:
             problems.append(f"{where}: {blocks} code blocks but {buttons} copy buttons")
 
-        page.screenshot(path=_screenshot_name(path), full_page=True)
+        page.screenshot(path=_screenshot_name(path))  # the first screen: full pages cost seconds
         page.context.close()
     print(
         f"\n{len(paths)} pages, {images_checked} images; largest page "

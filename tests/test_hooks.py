@@ -105,12 +105,17 @@ def test_notebook_figure_without_alt_comment_fails_the_build() -> None:
 
 @pytest.mark.slow
 def test_figures_are_deterministic(built_site: Path, tmp_path: Path) -> None:
-    """A second drawing, in this process, matches the build's byte for byte."""
+    """A second drawing, in this process, matches the build's byte for byte.
+
+    A sample stands for all: determinism comes from the shared SVG settings and the seeded
+    simulations, and redrawing every figure would double the build's drawing time.
+    """
     figures = _load("figures")
     cached = figures.CACHE / figures._source_key()
     assert cached.is_dir(), "the site build should have drawn the figures"
-    figures.render_all(tmp_path)
-    names = sorted(p.name for p in cached.iterdir())
-    assert names == sorted(p.name for p in tmp_path.iterdir())
-    for name in names:
+    sample = {"gradient-bound", "deep-sigmoid-profiles", "tanh-sweep", "relu-family"}
+    figures.render_all(tmp_path, names=sample)
+    drawn = sorted(p.name for p in tmp_path.iterdir())
+    assert drawn == sorted([*(f"{name}.svg" for name in sample), "gradient-bound.md"])
+    for name in drawn:
         assert (tmp_path / name).read_bytes() == (cached / name).read_bytes(), name

@@ -13,6 +13,9 @@ import numpy as np
 from vangrad import backprop, get_activation, gradient_bound, log10_gradient_bound, simulate
 from vangrad.plotting import plot_activation, plot_gradient_profile
 
+# Smaller images than the default 100 dpi keep this page light enough to read offline quickly.
+plt.rcParams["figure.dpi"] = 80
+
 # %% [markdown]
 # ## 1. The exercise: a factor of 0.25 per layer
 #
