@@ -11,6 +11,10 @@ notebook cell that draws a figure says what the figure shows in a comment of its
 (a long one continues on comment lines indented by two or more spaces, `#   and goes on`),
 and this hook puts that sentence into the image's `alt` attribute. A figure without such a
 comment fails the build, naming the notebook, so no image reaches a reader undescribed.
+
+nbconvert also inlines all of JupyterLab's stylesheet, about 570 KB, into every notebook page:
+rules for menus, widgets and editors that a static page never shows. The hook keeps only the
+rules whose JupyterLab classes occur in the page, which halves the page.
 """
 
 from __future__ import annotations
@@ -33,6 +37,14 @@ _ALT_COMMENT = re.compile(
     r'(?P<more>(?:(?:</span>)?[ \t]*\n[ \t]*(?:<span class="c1">)?#[ \t]{2,}[^<\n]+)*)'
 )
 _CONTINUATION = re.compile(r"#[ \t]{2,}(?P<text>[^<\n]+)")
+_STYLE = re.compile(r"(<style[^>]*>)(.*?)(</style>)", re.DOTALL)
+_CLASS = re.compile(r"\.(-?[_a-zA-Z][\w-]*)")
+_CLASS_ATTRIBUTE = re.compile(r'class="([^"]*)"')
+# Arguments of :not() and friends name classes a matching element need not have.
+_PSEUDO_ARGUMENT = re.compile(r":(?:not|is|where|has)\((?:[^()]|\([^()]*\))*\)")
+# JupyterLab's own class families; a rule naming another class (Material's, say) is kept.
+_JUPYTER_CLASSES = ("jp-", "lm-", "p-", "bp3-", "widget-", "jupyter-widget", "CodeMirror", "cm-")
+_GROUPING_RULES = ("@media", "@supports", "@layer")
 
 
 def describe_notebook_figures(content: str, *, where: str) -> str:
@@ -50,6 +62,59 @@ def describe_notebook_figures(content: str, *, where: str) -> str:
         text = " ".join(html.unescape(line).strip() for line in lines)
         cells[index] = cell.replace(PLACEHOLDER, f'alt="{html.escape(text)}"')
     return "".join(cells)
+
+
+def _statements(css: str) -> list[tuple[str, str | None]]:
+    """Split `css` into its top-level statements: `(prelude, body)`, body `None` for `@x ...;`."""
+    statements: list[tuple[str, str | None]] = []
+    i, n = 0, len(css)
+    while i < n:
+        brace, semicolon = css.find("{", i), css.find(";", i)
+        if brace == -1 or -1 < semicolon < brace:
+            end = n if semicolon == -1 else semicolon + 1
+            statements.append((css[i:end], None))
+            i = end
+            continue
+        depth, j = 1, brace + 1
+        while depth and j < n:
+            depth += {"{": 1, "}": -1}.get(css[j], 0)
+            j += 1
+        statements.append((css[i:brace].strip(), css[brace + 1 : j - 1]))
+        i = j
+    return statements
+
+
+def _selects_something(selectors: str, classes: set[str]) -> bool:
+    for selector in selectors.split(","):
+        named = _CLASS.findall(_PSEUDO_ARGUMENT.sub("", selector))
+        if all(name in classes for name in named if name.startswith(_JUPYTER_CLASSES)):
+            return True
+    return False
+
+
+def prune_css(css: str, classes: set[str]) -> str:
+    """Drop the rules of `css` that name a JupyterLab class missing from `classes`."""
+    kept: list[str] = []
+    for prelude, body in _statements(css):
+        if body is None:
+            kept.append(prelude)
+        elif prelude.startswith(_GROUPING_RULES):
+            inner = prune_css(body, classes)
+            if inner:
+                kept.append(f"{prelude}{{{inner}}}")
+        elif prelude.startswith("@") or _selects_something(prelude, classes):
+            kept.append(f"{prelude}{{{body}}}")
+    return "".join(kept)
+
+
+def prune_notebook_styles(content: str) -> str:
+    """Keep, in each `<style>` of a page, only the rules that can match its markup."""
+    markup = _STYLE.sub("", content)
+    classes = {name for value in _CLASS_ATTRIBUTE.findall(markup) for name in value.split()}
+    return _STYLE.sub(
+        lambda found: found.group(1) + prune_css(found.group(2), classes) + found.group(3),
+        content,
+    )
 
 
 def _is_notebook(src_uri: str) -> bool:
@@ -85,7 +150,7 @@ def on_page_content(html_content: str, page: Any, **_: Any) -> str:
     where = page.file.src_uri
     if not _is_notebook(where):
         return html_content
-    described = describe_notebook_figures(html_content, where=where)
+    described = describe_notebook_figures(prune_notebook_styles(html_content), where=where)
     # Under the notebook's title when it has one, else at the top.
     if "</h1>" in described:
         return described.replace("</h1>", "</h1>" + _download_buttons(where), 1)

@@ -119,3 +119,39 @@ def test_figures_are_deterministic(built_site: Path, tmp_path: Path) -> None:
     assert drawn == sorted([*(f"{name}.svg" for name in sample), "gradient-bound.md"])
     for name in drawn:
         assert (tmp_path / name).read_bytes() == (cached / name).read_bytes(), name
+
+
+def test_notebook_styles_keep_only_rules_that_can_match() -> None:
+    css = (
+        '@charset "UTF-8";'
+        ".jupyter-wrapper{--jp-x: 1px}"
+        ".jupyter-wrapper .jp-Cell{margin:0}"
+        ".jupyter-wrapper .bp3-menu{color:red}"
+        ".jupyter-wrapper .jp-Cell:not(.jp-mod-active),.jp-Missing{padding:0}"
+        ".jp-Missing,.jp-OutputArea pre{font-size:1em}"
+        ".md-typeset .jp-Missing{border:0}"
+        ".highlight .k{color:blue}"
+        "@media (max-width: 600px){.jp-Cell{margin:1px}.jp-Missing{margin:2px}}"
+        "@media print{.bp3-menu{display:none}}"
+        "@keyframes spin{from{opacity:0}to{opacity:1}}"
+    )
+    page = (
+        f"<style>{css}</style>"
+        '<div class="jupyter-wrapper"><div class="jp-Cell"><div class="jp-OutputArea">'
+        '<pre class="highlight">x</pre></div></div></div>'
+    )
+    kept = notebooks.prune_notebook_styles(page)
+    for rule in (
+        '@charset "UTF-8";',
+        ".jupyter-wrapper{--jp-x: 1px}",
+        ".jupyter-wrapper .jp-Cell{margin:0}",
+        ".jupyter-wrapper .jp-Cell:not(.jp-mod-active),.jp-Missing{padding:0}",
+        ".jp-Missing,.jp-OutputArea pre{font-size:1em}",
+        ".highlight .k{color:blue}",
+        "@media (max-width: 600px){.jp-Cell{margin:1px}}",
+        "@keyframes spin{from{opacity:0}to{opacity:1}}",
+    ):
+        assert rule in kept, rule
+    for gone in (".bp3-menu", ".md-typeset .jp-Missing", "margin:2px", "@media print"):
+        assert gone not in kept, gone
+    assert kept.endswith(page[page.index("</style>") :])
