@@ -20,17 +20,19 @@ plt.rcParams["figure.dpi"] = 80
 # ## 1. The exercise: a factor of 0.25 per layer
 #
 # The exercise asks for the gradient magnitude at each layer of an $N$-layer sigmoid stack,
-# input first, as $0.25^{N - i}$. `gradient_bound` returns exactly that list:
+# input first, as $0.25^{N - i + 1}$ for layer $i = 1$ (the input) to $N$. `gradient_bound`
+# returns exactly that list:
 
 # %%
 print(gradient_bound(5).tolist())
 print(gradient_bound(3).tolist(), gradient_bound(1).tolist())
 
 # %% [markdown]
-# Two corrections. First, these numbers are an **upper bound**, reached only by a chain of
-# single units with weights of size at most 1, every unit sitting exactly at $z = 0$; the
-# exercise calls them "approximately" the gradient. Second, its worked example puts layer 10 at
-# "about 0.0000001", which is $10^{-7}$; $0.25^{10}$ is close to $10^{-6}$:
+# Two corrections. First, these numbers are an **upper bound**, which holds for weights of size
+# at most 1 and is reached only by a chain of single units with weights of size exactly 1,
+# every unit sitting exactly at $z = 0$; the exercise calls them "approximately" the gradient.
+# Second, its worked example puts layer 10 at "about 0.0000001", which is $10^{-7}$; $0.25^{10}$
+# is close to $10^{-6}$:
 
 # %%
 print(f"0.25**10 = {0.25**10:.2e}")

@@ -85,7 +85,8 @@ plt.show()
 # %% [markdown]
 # The loss and accuracy on the whole data set after training, next to the size of the first
 # layer's updates: the median over all steps of the update ratio
-# $\|\Delta W_1\| / \|W_1\|$, the fraction of its weights that one step changes.
+# $\|\Delta W_1\| / \|W_1\|$: the size of one step's change to the layer's weights, relative to
+# the weights themselves.
 
 # %%
 for label, result in results.items():
@@ -119,8 +120,9 @@ plt.show()
 
 # %% [markdown]
 # In (a) the gradient reaching a layer shrinks by roughly the same factor at every layer it
-# passes on its way down, so the update ratio falls in a straight line in $\log_{10}$ from the
-# readout to the first layer. Those first layers keep their random initial weights: the
+# passes on its way down, so the update ratio falls nearly in a straight line in $\log_{10}$ from
+# the readout down to the first layers (layer 1, fed the data rather than sigmoid outputs, sits
+# slightly above layers 2 and 3). Those first layers keep their random initial weights: the
 # readout is left to separate the spirals with features that are a random, nearly constant
 # function of the input, and the loss stays where it started. (b) and (c) keep every layer's
 # ratio in the same band, so every layer learns.
@@ -157,5 +159,6 @@ plt.show()
 # ## Try it
 #
 # Download the notebook (buttons at the top) and change one thing at a time: train (a) for
-# ten times as many steps, give it `init="xavier_normal"`, make it shallower (`DEPTH = 3`),
+# ten times as many steps, give it `init="xavier_normal"` (and delete its `weight_scale`, which
+# for every initialiser but `"normal"` is a gain), make it shallower (`DEPTH = 3`),
 # or give it residual connections. Each of these changes how far its first layers move.
