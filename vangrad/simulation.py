@@ -8,6 +8,7 @@ import numpy as np
 
 from vangrad._validation import (
     check_bool,
+    check_choice,
     check_float_dtype,
     check_nonnegative_float,
     check_positive_int,
@@ -33,6 +34,7 @@ def simulate(
     trials: int = 1,
     seed: int | np.random.Generator = 0,
     dtype: str | type[np.floating] = "float64",
+    loss: str = "sum",
     keep_grads: bool = False,
 ) -> GradientFlow:
     """Measure the gradients of random networks of `depth` layers of `width` units.
@@ -57,6 +59,9 @@ def simulate(
         trials: The number of independent networks; an integer >= 1.
         seed: An integer >= 0, or a `numpy.random.Generator` to draw from.
         dtype: `"float64"` (default) or `"float32"`.
+        loss: `"sum"` (default): the loss is the sum of the outputs, an upstream gradient of
+            ones. `"random"`: a standard normal upstream gradient, drawn last and independent
+            of the network, as mean-field theory assumes.
         keep_grads: Also return every gradient (see `backprop`).
 
     Returns:
@@ -98,6 +103,7 @@ def simulate(
     residual = check_bool("residual", residual)
     keep_grads = check_bool("keep_grads", keep_grads)
     bias_std = check_nonnegative_float("bias_std", bias_std)
+    loss = check_choice("loss", loss, ("random", "sum"))
     float_dtype = check_float_dtype("dtype", dtype)
     if batchnorm and batch_size < 2:
         raise ValueError(
@@ -118,6 +124,10 @@ def simulate(
         # Drawn after the weights, so a network with biases has the same weights as one without.
         drawn_biases = rng.normal(0.0, bias_std, size=(depth, trials, 1, width))
         biases = list(drawn_biases.astype(float_dtype).reshape(*shape[:-2], 1, width))
+    upstream = None
+    if loss == "random":
+        stack = () if trials == 1 else (trials,)
+        upstream = rng.standard_normal((*stack, batch_size, width), dtype=float_dtype)
     return _run(
         x,
         weights,
@@ -125,6 +135,7 @@ def simulate(
         biases=biases,
         batchnorm=batchnorm,
         residual=residual,
+        upstream=upstream,
         keep_grads=keep_grads,
     )
 

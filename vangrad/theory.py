@@ -31,14 +31,14 @@ from numpy.typing import ArrayLike
 from vangrad._validation import (
     check_choice,
     check_finite_array,
-    check_float_dtype,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
 )
 from vangrad.activations import Activation, get_activation
-from vangrad.engine import GradientFlow, _run
+from vangrad.engine import GradientFlow, _check_activation, _run
 from vangrad.initializers import Initializer, get_initializer
+from vangrad.simulation import simulate
 
 __all__ = [
     "PhaseDiagram",
@@ -108,15 +108,6 @@ def _expect(function: object, q: np.ndarray, *, kinked: bool = False) -> np.ndar
             z, w = _legendre(panels)
             out[~small] = function(np.sqrt(large)[..., np.newaxis] * z) @ w
     return out
-
-
-def _check_activation(activation: object) -> Activation:
-    if not isinstance(activation, str | Activation):
-        raise TypeError(
-            "activation must be a name from vangrad.ACTIVATIONS or an Activation, "
-            f"got {activation!r} (type {type(activation).__name__})"
-        )
-    return get_activation(activation)
 
 
 def _closed_form(act: Activation) -> tuple[float, float] | None:
@@ -539,6 +530,9 @@ def simulate_mean_field(
     ones is not zero-mean; with ReLU (whose derivative, a step, is not even) that correlates the
     gradient with the weights and the measurement departs from `chi_1`.
 
+    This is [`simulate`][vangrad.simulate] with `init="normal"`, the weight scale
+    `sqrt(sigma_w^2 / width)` and `bias_std = sqrt(sigma_b^2)`, in the theory's variables.
+
     Args:
         depth: The number of layers; an integer >= 1.
         width: The units per layer (and input features); an integer >= 1.
@@ -552,7 +546,8 @@ def simulate_mean_field(
         dtype: `"float64"` (default) or `"float32"` (half the memory and time).
 
     Returns:
-        The engine's `GradientFlow`, norms shaped `(trials, depth + 1)`.
+        The engine's `GradientFlow`, norms shaped `(trials, depth + 1)`, or `(depth + 1,)`
+        for a single trial, as from `simulate`.
 
     Example:
         ```py
@@ -569,27 +564,22 @@ def simulate_mean_field(
         #> 0.5 0.5
         ```
     """
-    depth = check_positive_int("depth", depth)
     width = check_positive_int("width", width)
-    batch_size = check_positive_int("batch_size", batch_size)
-    trials = check_positive_int("trials", trials)
-    act = _check_activation(activation)
     w = check_positive_float("sigma_w2", sigma_w2)
     b = check_nonnegative_float("sigma_b2", sigma_b2)
-    loss = check_choice("loss", loss, ("random", "sum"))
-    float_dtype = check_float_dtype("dtype", dtype)
-    rng = np.random.default_rng(check_positive_int("seed", seed, minimum=0))
-    x = rng.standard_normal((batch_size, width), dtype=float_dtype)
-    weights = rng.standard_normal((depth, trials, width, width), dtype=float_dtype)
-    weights *= math.sqrt(w / width)
-    biases = None
-    if b > 0:
-        drawn = rng.standard_normal((depth, trials, 1, width), dtype=float_dtype)
-        biases = list(drawn * float_dtype.type(math.sqrt(b)))
-    upstream = None
-    if loss == "random":
-        upstream = rng.standard_normal((trials, batch_size, width), dtype=float_dtype)
-    return _run(x, list(weights), act, biases=biases, upstream=upstream)
+    return simulate(
+        depth,
+        width,
+        activation=activation,
+        init="normal",
+        weight_scale=math.sqrt(w / width),
+        bias_std=math.sqrt(b),
+        batch_size=batch_size,
+        trials=trials,
+        seed=seed,
+        dtype=dtype,
+        loss=loss,
+    )
 
 
 @dataclass(frozen=True, eq=False)

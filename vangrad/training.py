@@ -29,6 +29,7 @@ site measures. Two parts of the network do not fit the engine, and are handled h
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -42,7 +43,7 @@ from vangrad._validation import (
     check_positive_int,
 )
 from vangrad.activations import Activation
-from vangrad.engine import _check_activation, _run
+from vangrad.engine import GradientFlow, _check_activation, _run
 from vangrad.initializers import Initializer, get_initializer
 from vangrad.simulation import _make_rng
 
@@ -397,18 +398,34 @@ def train(
 # --- the computation -----------------------------------------------------------------------------
 
 
-def _engine_inputs(
-    network: Network, x: np.ndarray
-) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """The input and the layers as the engine sees them: padded to `width` with `residual`."""
+def _run_layers(
+    network: Network,
+    x: np.ndarray,
+    upstream: Callable[[np.ndarray], np.ndarray],
+    *,
+    keep_grads: bool,
+) -> GradientFlow:
+    """Run the hidden layers through the engine; `upstream` turns `h_depth` into its gradient.
+
+    With `residual`, the input and the first matrix are padded to `width` (see the module's
+    description): zeros in the input's extra columns, zero rows in the first matrix, so z_1 is
+    unchanged.
+    """
     weights = list(network.weights[:-1])
     if network.residual and network.n_features < network.width:
-        # The fixed embedding (see the module's description): zeros in the input's extra
-        # columns, zero rows in the first matrix, so z_1 is unchanged.
         x = np.pad(x, ((0, 0), (0, network.width - network.n_features)))
         weights[0] = np.pad(weights[0], ((0, network.width - network.n_features), (0, 0)))
-    biases = [b[np.newaxis, :] for b in network.biases[:-1]]
-    return x, weights, biases
+    return _run(
+        x,
+        weights,
+        network.activation,
+        biases=[b[np.newaxis, :] for b in network.biases[:-1]],
+        batchnorm=network.batchnorm,
+        residual=network.residual,
+        upstream=upstream,
+        keep_grads=keep_grads,
+        weight_grads=keep_grads,
+    )
 
 
 def _softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -436,17 +453,7 @@ def _loss_and_gradients(network: Network, x: np.ndarray, y: np.ndarray) -> Gradi
         kept["readout_bias"] = dlogits.sum(axis=0)
         return dlogits @ readout.T
 
-    x_in, weights, biases = _engine_inputs(network, x)
-    flow = _run(
-        x_in,
-        weights,
-        network.activation,
-        biases=biases,
-        batchnorm=network.batchnorm,
-        residual=network.residual,
-        upstream=upstream,
-        keep_grads=True,
-    )
+    flow = _run_layers(network, x, upstream, keep_grads=True)
     assert flow.weight_grads is not None  # keep_grads=True returns them
     assert flow.bias_grads is not None
     weight_grads = list(flow.weight_grads)
@@ -468,17 +475,7 @@ def _forward(network: Network, x: np.ndarray) -> np.ndarray:
         kept["p"] = _softmax(h @ readout + readout_bias)[0]
         return np.zeros_like(h)  # nothing to learn: the backward pass has nothing to carry
 
-    x_in, weights, biases = _engine_inputs(network, x)
-    _run(
-        x_in,
-        weights,
-        network.activation,
-        biases=biases,
-        batchnorm=network.batchnorm,
-        residual=network.residual,
-        upstream=upstream,
-        weight_grads=False,
-    )
+    _run_layers(network, x, upstream, keep_grads=False)
     return kept["p"]
 
 
