@@ -133,74 +133,67 @@ def _sigmoid_parts(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return _sigmoid_parts(z)[2]
+    # r = 1 / (1 + e) with e = exp(-|z|) <= 1: no overflow, and e underflows gracefully (through
+    # the subnormals) for z < -709, where 1 / (1 + exp(-z)) would overflow to 0. sigmoid(z) is
+    # r for z >= 0 and e r for z < 0. Seven numpy calls, in place: the engine calls this once
+    # a layer, and for small layers per-call overhead is the cost.
+    e = np.exp(np.negative(np.abs(z)))  # not in place: z may be an integer array
+    s = np.add(e, 1.0)
+    np.reciprocal(s, out=s)
+    np.multiply(e, s, out=s, where=np.less(z, 0))
+    return s
 
 
 def _sigmoid_derivative(z: np.ndarray) -> np.ndarray:
-    # s (1 - s) = e / (1 + e)^2 with e = exp(-|z|): no cancellation on either side.
-    e, r, _ = _sigmoid_parts(z)
-    return e * r * r
+    return _sigmoid_both(z)[1]
 
 
 def _sigmoid_both(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    e, r, s = _sigmoid_parts(z)
-    e *= r
-    e *= r
-    return s, e
+    # s (1 - s) from the value is accurate (to ~1e-15) wherever 1 - s is not small; for
+    # z > 2, where it would cancel, e s^2 with e = exp(-z) (= e / (1 + e)^2) takes over.
+    s = _sigmoid(z)
+    slope = np.subtract(1.0, s)
+    slope *= s
+    _recompute_where(slope, z, np.greater(z, 2.0), _sigmoid_slope_far)
+    return s, slope
 
 
-def _tanh_parts(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return `e = exp(-2|z|)` and `tanh(|z|) = (1 - e) / (1 + e)`, from one `exp`.
+def _sigmoid_slope_far(z: np.ndarray) -> np.ndarray:
+    """`sigmoid'(z) = e / (1 + e)^2` with `e = exp(-z)`, for `z > 2` (no overflow there)."""
+    e = np.exp(-z)
+    r = e + 1.0
+    r *= r
+    return np.divide(e, r, out=e)
 
-    numpy's `tanh` has no vectorised float64 loop on most CPUs and costs about three `exp`s,
-    as much as the layer's matrix product at width 256; here one `exp` serves both the value
-    and the derivative. `1 - e` is exact where `e >= 1/2` (Sterbenz), so the value is within a
-    few units in the last place for `|z| >= 0.05`; below that, where `1 - e` loses digits to
-    cancellation, a Taylor series takes over (see `_tanh_small`).
-    """
-    e = np.abs(z)
+
+def _recompute_where(
+    out: np.ndarray, z: np.ndarray, where: np.ndarray, function: ArrayFunction
+) -> None:
+    """Overwrite `out` with `function(z)` where `where` is True (usually few entries)."""
+    indices = np.flatnonzero(where)
+    if indices.size:
+        out.reshape(-1)[indices] = function(np.ravel(z)[indices])
+
+
+def _tanh_both(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # numpy's tanh, then 1 - t^2 from the value: accurate (to ~3e-15) for |z| <= 2. Beyond,
+    # where t is within rounding of +-1 and 1 - t^2 cancels (to 0 for |z| > 19), the slope is
+    # recomputed from exp(-2|z|), which stays exact far into the tails. An exp for every entry
+    # (the old way) cost as much as the layer's matrix product at width 256.
+    t = np.tanh(z)
+    slope = np.multiply(t, t)
+    np.subtract(1.0, slope, out=slope)
+    _recompute_where(slope, z, np.greater(np.abs(z), 2.0), _tanh_slope_far)
+    return t, slope
+
+
+def _tanh_slope_far(z: np.ndarray) -> np.ndarray:
+    """`1 - tanh(z)^2 = 4 e / (1 + e)^2` with `e = exp(-2|z|)`, without cancellation."""
     # exp(-800) is already 0; the cap keeps -2|z| from overflowing for |z| near 1e308.
-    np.minimum(e, 400.0, out=e)
-    small = np.flatnonzero(e < _TANH_SERIES_BELOW)
+    e = np.minimum(np.abs(z), 400.0)
     e *= -2.0
     with np.errstate(under="ignore"):
         np.exp(e, out=e)
-    value = np.subtract(1.0, e)
-    value /= e + 1.0
-    if small.size:
-        value.reshape(-1)[small] = _tanh_small(np.abs(np.ravel(z)[small]))
-    return e, value
-
-
-# Below |z| = 0.05 the series to z^9 is exact to ~1e-16 relative (the next term is 0.0089 z^10),
-# while 1 - exp(-2|z|) has lost up to a digit to cancellation.
-_TANH_SERIES_BELOW = 0.05
-
-
-def _tanh_small(x: np.ndarray) -> np.ndarray:
-    """tanh(x) for 0 <= x < 0.05: x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835, in Horner form."""
-    x2 = x * x
-    series = x2 * (62.0 / 2835.0) - 17.0 / 315.0
-    series *= x2
-    series += 2.0 / 15.0
-    series *= x2
-    series -= 1.0 / 3.0
-    series *= x2
-    series *= x
-    series += x
-    return series
-
-
-def _tanh(z: np.ndarray) -> np.ndarray:
-    value = _tanh_parts(z)[1]
-    return np.copysign(value, z, out=value)
-
-
-def _tanh_slope_from_exp(e: np.ndarray) -> np.ndarray:
-    """`1 - tanh(z)^2 = 4 e / (1 + e)^2` from `e = exp(-2|z|)`, in place on `e`.
-
-    Accurate where `1 - t*t` would cancel (large `|z|`).
-    """
     denominator = e + 1.0
     denominator *= denominator
     e *= 4.0
@@ -209,18 +202,7 @@ def _tanh_slope_from_exp(e: np.ndarray) -> np.ndarray:
 
 
 def _tanh_derivative(z: np.ndarray) -> np.ndarray:
-    e = np.abs(z)
-    np.minimum(e, 400.0, out=e)
-    e *= -2.0
-    with np.errstate(under="ignore"):
-        np.exp(e, out=e)
-    return _tanh_slope_from_exp(e)
-
-
-def _tanh_both(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    e, value = _tanh_parts(z)
-    np.copysign(value, z, out=value)
-    return value, _tanh_slope_from_exp(e)
+    return _tanh_both(z)[1]
 
 
 def _relu(z: np.ndarray) -> np.ndarray:
@@ -370,7 +352,9 @@ ACTIVATIONS: Mapping[str, Activation] = MappingProxyType(
         "tanh": Activation(
             name="tanh",
             description="hyperbolic tangent; derivative at most 1, at z = 0",
-            function=_tanh,
+            # numpy's own tanh: one call, accurate; its slowness on large arrays only matters
+            # where the engine needs the derivative too, and there `_tanh_both` shares an exp.
+            function=np.tanh,
             derivative=_tanh_derivative,
             derivative_max=1.0,
             squashing=True,

@@ -23,6 +23,7 @@ shared by every trial.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -481,6 +482,44 @@ def _activate(
     return a, d
 
 
+GROUP_ELEMENTS = 1 << 14
+"""Consecutive layers of one shape whose outputs hold fewer elements than this, together, run
+as a group: the forward loop then does only the matrix product and the activation per layer,
+and the derivatives, statistics, finiteness checks and norms are computed once per group, over
+the stacked layers. For small layers the cost is numpy's per-call overhead, not arithmetic, so
+this cuts the engine's time several-fold; a layer at least this large is a group of its own."""
+
+_RANGE_FRACTION = 0.4
+"""Within a chunk the running gradient may drift this fraction of the dtype's decades from norm
+1 (123 decades in float64, 15 in float32): far inside the range, so that no entry that matters
+is lost to underflow, and its squares (for the norm) stay finite too."""
+
+
+def _plan_groups(
+    x_shape: tuple[int, ...], weights: Sequence[np.ndarray], stack: tuple[int, ...]
+) -> list[range]:
+    """Split the layers into runs of equal shapes that together stay under `GROUP_ELEMENTS`."""
+    per_network = math.prod(stack) * x_shape[-2]
+    groups: list[range] = []
+    start, elements, key = 0, 0, None
+    for layer, w in enumerate(weights):
+        input_shape = x_shape if layer == 0 else (*stack, x_shape[-2], w.shape[-2])
+        size = per_network * w.shape[-1]
+        layer_key = (w.shape, input_shape)
+        if layer > start and (layer_key != key or elements + size > GROUP_ELEMENTS):
+            groups.append(range(start, layer))
+            start, elements = layer, 0
+        key = layer_key
+        elements += size
+    groups.append(range(start, len(weights)))
+    return groups
+
+
+def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """The arrays stacked on a new first axis; a view, not a copy, for a single array."""
+    return arrays[0][np.newaxis] if len(arrays) == 1 else np.stack(arrays)
+
+
 def _run(
     x: np.ndarray,
     weights: Sequence[np.ndarray],
@@ -506,205 +545,393 @@ def _run(
     multiply them.
     """
     dtype = x.dtype
-    depth = len(weights)
     gain_shape = () if gain is None else gain.shape
     stack = np.broadcast_shapes(x.shape[:-2], *(w.shape[:-2] for w in weights), gain_shape)
     gain_array = None if gain is None else gain.astype(dtype)[..., np.newaxis, np.newaxis]
+    groups = _plan_groups(x.shape, weights, stack)
     buffers = _Buffers()
-    # With a derivative exact from the value (ReLU), the backward pass derives it from `a`,
-    # which a plain network keeps anyway as the next layer's input: half the cache.
-    from_value = activation._slope_from_value
-
-    inputs: list[np.ndarray] = []
-    derivatives: list[np.ndarray] = []  # phi'(z_l), or a_l when derived from the value
-    normalised: list[tuple[np.ndarray, np.ndarray]] = []
-    mean = np.empty((*stack, depth))
-    std = np.empty((*stack, depth))
-    saturated = np.empty((*stack, depth))
-    finite = np.empty((depth, *stack), dtype=bool)
-    threshold = SATURATION_THRESHOLD * activation.derivative_max
-
+    forward = _Forward(
+        weights,
+        activation,
+        biases=biases,
+        batchnorm=batchnorm,
+        residual=residual,
+        gain=gain_array,
+        stack=stack,
+        keep_inputs=weight_grads,
+        buffers=buffers,
+    )
     with np.errstate(all="ignore"):
         h = x
-        for layer, w in enumerate(weights):
-            if weight_grads:
-                inputs.append(h)
-            bias = None if biases is None else biases[layer]
-            # Batch normalisation keeps z (normalised in place) for the backward pass; otherwise
-            # z is scratch, read once by the activation.
-            scratch = (
-                None if batchnorm else buffers.take(stack + h.shape[-2:-1] + w.shape[-1:], dtype)
-            )
-            z = _affine(h, w, gain_array, bias, stack, out=scratch)
-            finite[layer] = _all_finite(z, stack)
-            if batchnorm:
-                inverse_std = _batchnorm_forward(z)
-                finite[layer] &= _all_finite(inverse_std, stack)
-                normalised.append((z, inverse_std))
-            a, d = _activate(activation, z, dtype, z_is_scratch=not batchnorm)
-            sums, mean[..., layer], std[..., layer], saturated[..., layer] = _layer_statistics(
-                a, d, threshold, buffers
-            )
-            derivatives.append(a if from_value is not None else d)
-            if residual:
-                h = h + a
-                finite[layer] &= _all_finite(h, stack)
-            else:
-                h = a
-                finite[layer] &= _all_finite(h, stack, sums)
-
+        for group in groups:
+            h = forward.run_group(h, group)
         if callable(upstream):
             upstream = upstream(h)
-        log10_grads, log10_weight_grads, log10_bias_grads, grads, w_grads, b_grads = _backward(
+        backward = _Backward(
             h.shape,
             upstream,
+            dtype,
             weights=weights,
             has_biases=biases is not None,
-            inputs=inputs,
-            derivatives=derivatives,
-            slope_from_value=from_value,
-            normalised=normalised,
-            dtype=dtype,
-            gain=gain_array,
-            residual=residual,
+            forward=forward,
             keep_grads=keep_grads,
-            weight_grads=weight_grads,
             buffers=buffers,
         )
+        for group in reversed(groups):
+            backward.run_group(group)
 
-    overflowed = ~finite
+    overflowed = ~forward.finite
     trial_overflow = np.where(overflowed.any(axis=0), overflowed.argmax(axis=0) + 1, 0)
     overflow_layer = int(trial_overflow[trial_overflow > 0].min()) if overflowed.any() else None
     return GradientFlow(
-        log10_grad_norms=log10_grads,
-        log10_weight_grad_norms=log10_weight_grads,
-        activation_mean=mean,
-        activation_std=std,
-        saturated_fraction=saturated,
+        log10_grad_norms=backward.log10_grads,
+        log10_weight_grad_norms=backward.log10_weight_grads,
+        activation_mean=forward.mean,
+        activation_std=forward.std,
+        saturated_fraction=forward.saturated,
         overflow_layer=overflow_layer,
         trial_overflow_layer=trial_overflow,
         activation=activation,
         batchnorm=batchnorm,
         residual=residual,
-        grads=grads,
-        weight_grads=w_grads,
-        log10_bias_grad_norms=log10_bias_grads,
-        bias_grads=b_grads,
+        grads=tuple(reversed(backward.grads)) if keep_grads else None,
+        weight_grads=tuple(reversed(backward.w_grads)) if keep_grads and weight_grads else None,
+        log10_bias_grad_norms=backward.log10_bias_grads,
+        bias_grads=(
+            tuple(reversed(backward.b_grads)) if keep_grads and biases is not None else None
+        ),
     )
 
 
-def _backward(
-    output_shape: tuple[int, ...],
-    upstream: np.ndarray | None,
-    *,
-    weights: Sequence[np.ndarray],
-    has_biases: bool,
-    inputs: list[np.ndarray],
-    derivatives: list[np.ndarray],
-    slope_from_value: Callable[[np.ndarray], np.ndarray] | None,
-    normalised: list[tuple[np.ndarray, np.ndarray]],
-    dtype: np.dtype,
-    gain: np.ndarray | None,
-    residual: bool,
-    keep_grads: bool,
-    weight_grads: bool,
-    buffers: _Buffers,
-) -> tuple[
-    np.ndarray,
-    np.ndarray,
-    np.ndarray | None,
-    tuple[np.ndarray, ...] | None,
-    tuple[np.ndarray, ...] | None,
-    tuple[np.ndarray, ...] | None,
-]:
-    """The backward pass in log space; consumes the caches (the derivatives are overwritten)."""
-    depth = len(weights)
-    stack = output_shape[:-2]
-    log10_grads = np.empty((*stack, depth + 1))
-    log10_weight_grads = np.full((*stack, depth), np.nan)
-    log10_bias_grads = np.empty((*stack, depth)) if has_biases else None
-    grads: list[np.ndarray] = []
-    w_grads: list[np.ndarray] = []
-    b_grads: list[np.ndarray] = []
+class _Forward:
+    """The forward pass, group by group; it keeps what the backward pass reads, per layer.
 
-    # The true gradient dLoss/dh_l is g * 10 ** log_scale, with ||g|| = 1 (or g = 0).
-    g = np.ones(output_shape, dtype) if upstream is None else upstream.astype(dtype, copy=True)
-    norms = _norms(g)
-    log_scale = np.log10(norms)
-    log10_grads[..., depth] = log_scale
-    g /= _divisor(norms, dtype)
-    if keep_grads:
-        grads.append(_unscale(g, log_scale, dtype))
-
-    for layer in range(depth - 1, -1, -1):
-        dz = _local_gradient(g, derivatives.pop(), slope_from_value, residual, buffers)
-        if normalised:
-            z_hat, inverse_std = normalised.pop()
-            _batchnorm_backward(dz, z_hat, inverse_std)
-        if log10_bias_grads is not None:
-            db = dz.sum(axis=-2, keepdims=True)
-            log10_bias_grads[..., layer] = np.log10(_norms(db)) + log_scale
-            if keep_grads:
-                b_grads.append(_unscale(db, log_scale, dtype)[..., 0, :])
-        if weight_grads:
-            h_in = np.swapaxes(inputs.pop(), -1, -2)
-            shape = _stack_of(h_in, dz)
-            # Any buffer but g's and dz's, which a square batch would otherwise share.
-            dw_shape = (*shape, h_in.shape[-2], dz.shape[-1])
-            dw = np.matmul(h_in, dz, out=buffers.take(dw_shape, dtype, g, dz))
-            log10_weight_grads[..., layer] = np.log10(_norms(dw)) + log_scale
-            if keep_grads:
-                w_grads.append(_unscale(dw, log_scale, dtype))
-        w_t = np.swapaxes(weights[layer], -1, -2)
-        shape = (*_stack_of(dz, w_t), dz.shape[-2], w_t.shape[-1])
-        # Not g's buffer (the residual term adds g), nor dz's (it is the input of this product).
-        g_below = np.matmul(dz, w_t, out=buffers.take(shape, dtype, g, dz))
-        if gain is not None:
-            g_below *= gain
-        if residual:
-            g_below += g
-        norms = _norms(g_below)
-        log_scale = log_scale + np.log10(norms)
-        log10_grads[..., layer] = log_scale
-        g_below /= _divisor(norms, dtype)
-        g = g_below
-        if keep_grads:
-            grads.append(_unscale(g, log_scale, dtype))
-
-    return (
-        log10_grads,
-        log10_weight_grads,
-        log10_bias_grads,
-        tuple(reversed(grads)) if keep_grads else None,
-        tuple(reversed(w_grads)) if keep_grads and weight_grads else None,
-        tuple(reversed(b_grads)) if keep_grads and has_biases else None,
-    )
-
-
-def _local_gradient(
-    g: np.ndarray,
-    cached: np.ndarray,
-    slope_from_value: Callable[[np.ndarray], np.ndarray] | None,
-    residual: bool,
-    buffers: _Buffers,
-) -> np.ndarray:
-    """`dz = g * phi'(z)`, in place on whichever operand the backward pass no longer needs.
-
-    `cached` is `phi'(z)`, or `a = phi(z)` when `slope_from_value` derives the slope from it.
+    A group of one layer computes `phi` and `phi'` together (one `exp` serves both for tanh and
+    sigmoid) and reuses a scratch buffer for `z`. A group of several small layers computes only
+    the product and `phi` in its loop, then every `phi'`, statistic and finiteness check at once
+    over the stacked layers.
     """
-    if slope_from_value is not None:
-        # g is this pass's own array (a buffer, or the copy of the upstream gradient); with
-        # residual connections it is still needed (g_below += g), so the product goes elsewhere.
-        out = buffers.take(g.shape, g.dtype, g) if residual else g
-        return np.multiply(g, slope_from_value(cached), out=out)
-    if (
-        cached.shape == g.shape
-        and cached.dtype == g.dtype
-        and cached.flags.writeable
-        and cached.flags.owndata
-    ):
-        return np.multiply(g, cached, out=cached)
-    return g * cached
+
+    def __init__(
+        self,
+        weights: Sequence[np.ndarray],
+        activation: Activation,
+        *,
+        biases: Sequence[np.ndarray] | None,
+        batchnorm: bool,
+        residual: bool,
+        gain: np.ndarray | None,
+        stack: tuple[int, ...],
+        keep_inputs: bool,
+        buffers: _Buffers,
+    ) -> None:
+        depth = len(weights)
+        self.weights = weights
+        self.activation = activation
+        self.biases = biases
+        self.batchnorm = batchnorm
+        self.residual = residual
+        self.gain = gain
+        self.stack = stack
+        self.buffers = buffers
+        self.keep_inputs = keep_inputs
+        self.inputs: list[np.ndarray | None] = [None] * depth  # h_{l-1}, for dLoss/dW_l
+        # phi'(z_l); or, where `from_value[l]`, a_l, whose slope the backward pass derives.
+        self.slopes: list[np.ndarray | None] = [None] * depth
+        self.from_value = [False] * depth
+        self.normalised: list[tuple[np.ndarray, np.ndarray] | None] = [None] * depth
+        self.mean = np.empty((*stack, depth))
+        self.std = np.empty((*stack, depth))
+        self.saturated = np.empty((*stack, depth))
+        self.finite = np.empty((depth, *stack), dtype=bool)
+
+    def run_group(self, h: np.ndarray, group: range) -> np.ndarray:
+        """Run the layers of `group` from their input `h`; return the group's output."""
+        single = len(group) == 1
+        activation = self.activation
+        from_value = activation._slope_from_value
+        plain = self.gain is None and self.biases is None
+        zs, values, outputs, inverse_stds, slopes = [], [], [], [], []
+        for layer in group:
+            w = self.weights[layer]
+            if self.keep_inputs:
+                self.inputs[layer] = h
+            if single or not plain:
+                # A single layer without batch normalisation reads z once: a reused buffer.
+                scratch = None
+                if single and not self.batchnorm:
+                    shape = (*self.stack, h.shape[-2], w.shape[-1])
+                    scratch = self.buffers.take(shape, h.dtype)
+                bias = None if self.biases is None else self.biases[layer]
+                z = _affine(h, w, self.gain, bias, self.stack, out=scratch)
+            else:
+                z = np.matmul(h, w)
+            if self.batchnorm:
+                inverse_stds.append(_batchnorm_forward(z))
+                self.normalised[layer] = (z, inverse_stds[-1])
+            if single:
+                a, d = _activate(activation, z, h.dtype, z_is_scratch=not self.batchnorm)
+                slopes.append(d)
+                self.slopes[layer] = a if from_value is not None else d
+                self.from_value[layer] = from_value is not None
+            else:
+                a = activation.function(z)
+            zs.append(z)
+            values.append(a)
+            h = h + a if self.residual else a
+            outputs.append(h)
+        z_all, a_all = _stacked(zs), _stacked(values)
+        if single:
+            d_all = slopes[0][np.newaxis]
+        else:
+            d_all = self._slopes(z_all, a_all)
+            for i, layer in enumerate(group):
+                self.slopes[layer] = d_all[i]
+        self._record(
+            group,
+            z_all=z_all,
+            a_all=a_all,
+            d_all=d_all,
+            inverse_stds=inverse_stds,
+            outputs=outputs,
+        )
+        return h
+
+    def _slopes(self, z_all: np.ndarray, a_all: np.ndarray) -> np.ndarray:
+        """`phi'` of the stacked layers of a group, from `a` where that is exact."""
+        activation = self.activation
+        if np.shape(a_all) != z_all.shape:  # a custom activation that returned a scalar
+            a_all = np.broadcast_to(a_all, z_all.shape)
+        if activation._slope_from_value is not None:
+            return activation._slope_from_value(a_all)
+        d_all = activation.derivative(z_all)
+        if np.shape(d_all) != z_all.shape:  # e.g. a constant derivative
+            return np.broadcast_to(d_all, z_all.shape).astype(z_all.dtype)
+        return d_all
+
+    def _record(
+        self,
+        group: range,
+        *,
+        z_all: np.ndarray,
+        a_all: np.ndarray,
+        d_all: np.ndarray,
+        inverse_stds: list[np.ndarray],
+        outputs: list[np.ndarray],
+    ) -> None:
+        """The statistics and finiteness of a group's layers, from their stacked arrays."""
+        group_stack = (len(group), *self.stack)
+        if np.shape(a_all) != z_all.shape:
+            a_all = np.broadcast_to(a_all, z_all.shape)
+        threshold = SATURATION_THRESHOLD * self.activation.derivative_max
+        sums, mean, std, saturated = _layer_statistics(a_all, d_all, threshold, self.buffers)
+        span = slice(group.start, group.stop)
+        self.mean[..., span] = np.moveaxis(mean, 0, -1)
+        self.std[..., span] = np.moveaxis(std, 0, -1)
+        self.saturated[..., span] = np.moveaxis(saturated, 0, -1)
+        ok = _all_finite(z_all, group_stack)
+        if inverse_stds:
+            ok = ok & _all_finite(_stacked(inverse_stds), group_stack)
+        if self.residual:
+            ok = ok & _all_finite(_stacked(outputs), group_stack)
+        else:
+            ok = ok & _all_finite(a_all, group_stack, sums)
+        self.finite[span] = ok
+
+
+class _Backward:
+    """The backward pass in log space, run group by group from the top.
+
+    The true gradient `dLoss/dh_l` is `g * 10 ** log_scale`. A single-layer group rescales `g`
+    to unit norm after its layer, as the norms are measured. Within a group of small layers `g`
+    runs unscaled for a chunk of layers, short enough that it stays well inside the dtype's
+    range (the chunk length follows the decay measured so far), and the chunk's norms are then
+    measured at once from the stacked arrays. A chunk that left the range anyway is run again
+    layer by layer, so the result is the same as with a rescale at every layer.
+    """
+
+    def __init__(
+        self,
+        output_shape: tuple[int, ...],
+        upstream: np.ndarray | None,
+        dtype: np.dtype,
+        *,
+        weights: Sequence[np.ndarray],
+        has_biases: bool,
+        forward: _Forward,
+        keep_grads: bool,
+        buffers: _Buffers,
+    ) -> None:
+        depth = len(weights)
+        stack = output_shape[:-2]
+        self.transposed = [np.swapaxes(w, -1, -2) for w in weights]
+        self.forward = forward
+        self.keep_grads = keep_grads
+        self.buffers = buffers
+        self.log10_grads = np.empty((*stack, depth + 1))
+        self.log10_weight_grads = np.full((*stack, depth), np.nan)
+        self.log10_bias_grads = np.empty((*stack, depth)) if has_biases else None
+        self.grads: list[np.ndarray] = []
+        self.w_grads: list[np.ndarray] = []
+        self.b_grads: list[np.ndarray] = []
+        g = np.ones(output_shape, dtype) if upstream is None else upstream.astype(dtype, copy=True)
+        self.dtype = g.dtype
+        norms = _norms(g)
+        self.log_scale = np.log10(norms)
+        self.log10_grads[..., depth] = self.log_scale
+        g /= _divisor(norms, self.dtype)
+        self.g = g
+        if keep_grads:
+            self.grads.append(_unscale(g, self.log_scale, self.dtype))
+        self.window = _RANGE_FRACTION * float(np.log10(np.finfo(self.dtype).max))
+        self.chunk = 8  # layers per chunk in a group, until the measured decay says otherwise
+
+    def run_group(self, group: range) -> None:
+        """Back-propagate through the layers of `group`, top layer first."""
+        if len(group) == 1:
+            self._record(group, *self._propagate(group, in_place=True), check=False)
+            return
+        top = group.stop
+        while top > group.start:
+            chunk = range(max(group.start, top - self.chunk), top)
+            if not self._record(chunk, *self._propagate(chunk, in_place=False), check=True):
+                for layer in reversed(chunk):
+                    single = range(layer, layer + 1)
+                    self._record(single, *self._propagate(single, in_place=False), check=False)
+                self.chunk = 1
+            top = chunk.start
+
+    def _propagate(
+        self, chunk: range, *, in_place: bool
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """Back-propagate `self.g` through `chunk`, top layer first, changing no state.
+
+        Returns, top layer first, the gradients below each layer, the `dLoss/dz`s (if the
+        weight gradients are wanted) and the bias gradients (if the network has biases). With
+        `in_place`, the products go to reused buffers and the cached slopes are overwritten.
+        """
+        forward, buffers = self.forward, self.buffers
+        residual, gain = forward.residual, forward.gain
+        has_biases = self.log10_bias_grads is not None
+        g = self.g
+        gs: list[np.ndarray] = []
+        dzs: list[np.ndarray] = []
+        dbs: list[np.ndarray] = []
+        for layer in reversed(chunk):
+            dz = self._local_gradient(g, layer, in_place)
+            if forward.normalised[layer] is not None:
+                _batchnorm_backward(dz, *forward.normalised[layer])
+            if has_biases:
+                dbs.append(dz.sum(axis=-2, keepdims=True))
+            if forward.keep_inputs:
+                dzs.append(dz)
+            w_t = self.transposed[layer]
+            out = None
+            if in_place:
+                shape = (*_stack_of(dz, w_t), dz.shape[-2], w_t.shape[-1])
+                # Not g's buffer (the residual term adds g), nor dz's (read by the product and
+                # again for the weight gradient).
+                out = buffers.take(shape, self.dtype, g, dz)
+            g_below = np.matmul(dz, w_t, out=out)
+            if gain is not None:
+                g_below *= gain
+            if residual:
+                g_below += g
+            gs.append(g_below)
+            g = g_below
+        return gs, dzs, dbs
+
+    def _record(
+        self,
+        chunk: range,
+        gs: list[np.ndarray],
+        dzs: list[np.ndarray],
+        dbs: list[np.ndarray],
+        *,
+        check: bool,
+    ) -> bool:
+        """Measure a propagated chunk's norms, record them and rescale the running gradient.
+
+        Returns False, recording nothing, if `check` and the unscaled gradient left the safe
+        range (the caller then runs the chunk again layer by layer).
+        """
+        norms = _norms(_stacked(gs))  # (len(chunk), *stack), top layer first
+        if check and not self._in_range(norms):
+            return False
+        forward, base, dtype = self.forward, self.log_scale, self.dtype
+        log_norms = np.log10(norms)
+        layers = list(reversed(chunk))
+        for i, layer in enumerate(layers):
+            self.log10_grads[..., layer] = base + log_norms[i]
+        if self.keep_grads:
+            self.grads.extend(_unscale(g, base, dtype) for g in gs)
+        if dbs:
+            db_all = _stacked(dbs)
+            db_norms = np.log10(_norms(db_all))
+            for i, layer in enumerate(layers):
+                self.log10_bias_grads[..., layer] = base + db_norms[i]
+            if self.keep_grads:
+                self.b_grads.extend(_unscale(db, base, dtype)[..., 0, :] for db in dbs)
+        if dzs:
+            h_t = np.swapaxes(_stacked([forward.inputs[layer] for layer in layers]), -1, -2)
+            dz_all = _stacked(dzs)
+            shape = (*_stack_of(h_t, dz_all), h_t.shape[-2], dz_all.shape[-1])
+            dw_all = np.matmul(h_t, dz_all, out=self.buffers.take(shape, dtype, gs[-1], *dzs))
+            dw_norms = np.log10(_norms(dw_all))
+            for i, layer in enumerate(layers):
+                self.log10_weight_grads[..., layer] = base + dw_norms[i]
+            if self.keep_grads:
+                self.w_grads.extend(_unscale(dw, base, dtype) for dw in dw_all)
+        for layer in layers:  # what the pass has read can go
+            forward.inputs[layer] = forward.slopes[layer] = forward.normalised[layer] = None
+        self.log_scale = base + log_norms[-1]
+        self.g = gs[-1]
+        self.g /= _divisor(norms[-1], dtype)
+        if check:
+            self._adapt(log_norms)
+        return True
+
+    def _in_range(self, norms: np.ndarray) -> bool:
+        """Whether every norm of a chunk is inside the window around 1.
+
+        An exact 0 also passes where the gradient was already 0 before the chunk (a network
+        whose gradient died lower down cannot come back to life).
+        """
+        low, high = 10.0**-self.window, 10.0**self.window
+        inside = (norms >= low) & (norms <= high)
+        if inside.all():
+            return True
+        dead = np.isneginf(self.log_scale)
+        return bool(np.all(inside | ((norms == 0) & dead)))
+
+    def _adapt(self, log_norms: np.ndarray) -> None:
+        """Set the next chunk's length from the largest per-layer change in the last one."""
+        steps = np.abs(np.diff(log_norms, axis=0, prepend=0.0))
+        steps = steps[np.isfinite(steps)]
+        rate = float(steps.max()) if steps.size else 0.0
+        self.chunk = int(min(256, max(1, self.window / (2 * rate + 1e-3))))
+
+    def _local_gradient(self, g: np.ndarray, layer: int, in_place: bool) -> np.ndarray:
+        """`dz = g * phi'(z)`; in place on an operand the pass no longer needs, if `in_place`."""
+        forward = self.forward
+        cached = forward.slopes[layer]
+        if forward.from_value[layer]:
+            slope = forward.activation._slope_from_value(cached)
+            if not in_place:
+                return np.multiply(g, slope)
+            # g is this pass's own array (a buffer, or the copy of the upstream gradient); with
+            # residual connections it is still needed (g_below += g): the product goes elsewhere.
+            out = self.buffers.take(g.shape, g.dtype, g) if forward.residual else g
+            return np.multiply(g, slope, out=out)
+        if (
+            in_place
+            and cached.shape == g.shape
+            and cached.dtype == g.dtype
+            and cached.flags.writeable
+            and cached.flags.owndata
+        ):
+            return np.multiply(g, cached, out=cached)
+        return np.multiply(g, cached)
 
 
 def _unscale(g: np.ndarray, log_scale: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -362,9 +362,9 @@ def critical_line(q_star: ArrayLike, activation: str = "tanh") -> tuple[np.ndarr
         ```py
         from vangrad.theory import chi_1, critical_line
 
-        w2, b2 = critical_line([1e-9, 0.5])
+        w2, b2 = critical_line([0.1, 0.5])
         print(w2.round(3).tolist(), b2.round(4).tolist())
-        #> [1.0, 1.688] [0.0, 0.038]
+        #> [1.178, 1.688] [0.0008, 0.038]
         print(chi_1(w2[1], b2[1]).round(9).tolist())
         #> 1.0
         ```
