@@ -175,16 +175,93 @@ def _recompute_where(
         out.reshape(-1)[indices] = function(np.ravel(z)[indices])
 
 
+# numpy's float64 tanh has no vectorised loop on most CPUs: 13.6 ns an element here, against
+# 5 ns for exp. For float64 arrays of at least this many elements (where per-call overhead no
+# longer dominates) one exp serves both the value and the slope; below, and for float32 (whose
+# tanh is vectorised: 2.9 ns), numpy's tanh and 1 - t^2 take fewer calls and fewer passes.
+_TANH_BY_EXP_FROM = 4096
+
+
+def _tanh_by_exp(z: np.ndarray) -> bool:
+    return z.dtype == np.float64 and z.size >= _TANH_BY_EXP_FROM
+
+
+def _tanh(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z)
+    if _tanh_by_exp(z):
+        value = _tanh_parts(z)[1]
+        return np.copysign(value, z, out=value)
+    return np.tanh(z)
+
+
 def _tanh_both(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # numpy's tanh, then 1 - t^2 from the value: accurate (to ~3e-15) for |z| <= 2. Beyond,
-    # where t is within rounding of +-1 and 1 - t^2 cancels (to 0 for |z| > 19), the slope is
-    # recomputed from exp(-2|z|), which stays exact far into the tails. An exp for every entry
-    # (the old way) cost as much as the layer's matrix product at width 256.
+    z = np.asarray(z)
+    if _tanh_by_exp(z):
+        e, value = _tanh_parts(z)
+        np.copysign(value, z, out=value)
+        return value, _tanh_slope_from_exp(e)
+    # 1 - t^2 from the value is accurate (to ~3e-15) for |z| <= 2. Beyond, t is within rounding
+    # of +-1 and 1 - t^2 cancels (to 0 for |z| > 19): there the slope is recomputed from
+    # exp(-2|z|), which stays exact far into the tails.
     t = np.tanh(z)
     slope = np.multiply(t, t)
     np.subtract(1.0, slope, out=slope)
     _recompute_where(slope, z, np.greater(np.abs(z), 2.0), _tanh_slope_far)
     return t, slope
+
+
+def _tanh_parts(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return `e = exp(-2|z|)` and `tanh(|z|) = (1 - e) / (1 + e)`, from one `exp`.
+
+    numpy's `tanh` has no vectorised float64 loop on most CPUs and costs about three `exp`s,
+    as much as the layer's matrix product at width 256; here one `exp` serves both the value
+    and the derivative. `1 - e` is exact where `e >= 1/2` (Sterbenz), so the value is within a
+    few units in the last place for `|z| >= 0.05`; below that, where `1 - e` loses digits to
+    cancellation, a Taylor series takes over (see `_tanh_small`).
+    """
+    e = np.abs(z)
+    # exp(-800) is already 0; the cap keeps -2|z| from overflowing for |z| near 1e308.
+    np.minimum(e, 400.0, out=e)
+    small = np.flatnonzero(e < _TANH_SERIES_BELOW)
+    e *= -2.0
+    with np.errstate(under="ignore"):
+        np.exp(e, out=e)
+    value = np.subtract(1.0, e)
+    value /= e + 1.0
+    if small.size:
+        value.reshape(-1)[small] = _tanh_small(np.abs(np.ravel(z)[small]))
+    return e, value
+
+
+# Below |z| = 0.05 the series to z^9 is exact to ~1e-16 relative (the next term is 0.0089 z^10),
+# while 1 - exp(-2|z|) has lost up to a digit to cancellation.
+_TANH_SERIES_BELOW = 0.05
+
+
+def _tanh_small(x: np.ndarray) -> np.ndarray:
+    """tanh(x) for 0 <= x < 0.05: x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835, in Horner form."""
+    x2 = x * x
+    series = x2 * (62.0 / 2835.0) - 17.0 / 315.0
+    series *= x2
+    series += 2.0 / 15.0
+    series *= x2
+    series -= 1.0 / 3.0
+    series *= x2
+    series *= x
+    series += x
+    return series
+
+
+def _tanh_slope_from_exp(e: np.ndarray) -> np.ndarray:
+    """`1 - tanh(z)^2 = 4 e / (1 + e)^2` from `e = exp(-2|z|)`, in place on `e`.
+
+    Accurate where `1 - t*t` would cancel (large `|z|`).
+    """
+    denominator = e + 1.0
+    denominator *= denominator
+    e *= 4.0
+    e /= denominator
+    return e
 
 
 def _tanh_slope_far(z: np.ndarray) -> np.ndarray:
@@ -194,11 +271,7 @@ def _tanh_slope_far(z: np.ndarray) -> np.ndarray:
     e *= -2.0
     with np.errstate(under="ignore"):
         np.exp(e, out=e)
-    denominator = e + 1.0
-    denominator *= denominator
-    e *= 4.0
-    e /= denominator
-    return e
+    return _tanh_slope_from_exp(e)
 
 
 def _tanh_derivative(z: np.ndarray) -> np.ndarray:
@@ -352,9 +425,7 @@ ACTIVATIONS: Mapping[str, Activation] = MappingProxyType(
         "tanh": Activation(
             name="tanh",
             description="hyperbolic tangent; derivative at most 1, at z = 0",
-            # numpy's own tanh: one call, accurate; its slowness on large arrays only matters
-            # where the engine needs the derivative too, and there `_tanh_both` shares an exp.
-            function=np.tanh,
+            function=_tanh,
             derivative=_tanh_derivative,
             derivative_max=1.0,
             squashing=True,

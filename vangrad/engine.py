@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
-from vangrad._validation import check_bool, check_finite_array
+from vangrad._memory import keep_freed_memory
+from vangrad._validation import check_bool, check_finite_array, check_finite_arrays
 from vangrad.activations import Activation, get_activation
 
 __all__ = ["BATCHNORM_EPSILON", "GradientFlow", "backprop"]
@@ -216,7 +217,7 @@ def _check_weights(weights: object) -> list[np.ndarray]:
         )
     if not weights:
         raise ValueError("weights must hold at least one layer, got an empty list")
-    checked = [check_finite_array(f"weights[{i}]", w, ndim=(2, 3)) for i, w in enumerate(weights)]
+    checked = check_finite_arrays("weights", weights, ndim=(2, 3))
     ndim = checked[0].ndim
     for i, w in enumerate(checked):
         if w.ndim != ndim:
@@ -312,11 +313,18 @@ def _sum_of_squares(a: np.ndarray) -> np.ndarray:
     return np.vecdot(flat, flat).astype(np.float64, copy=False)
 
 
+_SMALLEST_SAFE_SQUARE: dict[np.dtype, float] = {}  # np.finfo costs microseconds a call
+
+
 def _norms(a: np.ndarray) -> np.ndarray:
     """Return the Frobenius norm over the last two axes, in float64, without over/underflow."""
     squares = _sum_of_squares(a)
-    smallest = float(np.finfo(a.dtype).smallest_normal) * 1e4
-    if np.all((squares > smallest) & (squares < np.inf)):
+    smallest = _SMALLEST_SAFE_SQUARE.get(a.dtype)
+    if smallest is None:
+        smallest = _SMALLEST_SAFE_SQUARE.setdefault(
+            a.dtype, float(np.finfo(a.dtype).smallest_normal) * 1e4
+        )
+    if squares.min() > smallest and squares.max() < np.inf:
         return np.sqrt(squares)
     # Rare: scale by the largest entry so that the squares neither overflow nor underflow.
     largest = np.max(np.abs(a), axis=(-2, -1), keepdims=True)
@@ -482,7 +490,7 @@ def _activate(
     return a, d
 
 
-GROUP_ELEMENTS = 1 << 14
+GROUP_ELEMENTS = 1 << 12
 """Consecutive layers of one shape whose outputs hold fewer elements than this, together, run
 as a group: the forward loop then does only the matrix product and the activation per layer,
 and the derivatives, statistics, finiteness checks and norms are computed once per group, over
@@ -515,9 +523,24 @@ def _plan_groups(
     return groups
 
 
+def _bottom_first(per_layer: np.ndarray) -> np.ndarray:
+    """Values per layer, top layer first on the first axis, as `(..., layers)` bottom first."""
+    return _layers_last(per_layer[::-1])
+
+
+def _layers_last(per_layer: np.ndarray) -> np.ndarray:
+    """Move the first axis (the layers) last: `(layers, *stack)` to `(*stack, layers)`."""
+    # transpose, not np.moveaxis: the same view, without microseconds of axis bookkeeping.
+    return per_layer.transpose((*range(1, per_layer.ndim), 0))
+
+
 def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray:
     """The arrays stacked on a new first axis; a view, not a copy, for a single array."""
-    return arrays[0][np.newaxis] if len(arrays) == 1 else np.stack(arrays)
+    if len(arrays) == 1:
+        return arrays[0][np.newaxis]
+    # Equal shapes (a group's layers): concatenate and reshape is np.stack's result at a
+    # third of its cost, which is Python-level bookkeeping per array.
+    return np.concatenate(arrays).reshape(len(arrays), *arrays[0].shape)
 
 
 def _run(
@@ -544,6 +567,7 @@ def _run(
     `biases`, if given, are shaped `(..., 1, n_l)` to broadcast against `z_l`; the gain does not
     multiply them.
     """
+    keep_freed_memory()  # see vangrad._memory: page faults cost as much as the arithmetic
     dtype = x.dtype
     gain_shape = () if gain is None else gain.shape
     stack = np.broadcast_shapes(x.shape[:-2], *(w.shape[:-2] for w in weights), gain_shape)
@@ -603,6 +627,18 @@ def _run(
     )
 
 
+class _GroupArrays:
+    """A group's per-layer arrays, as the forward loop makes them."""
+
+    __slots__ = ("inverse_stds", "outputs", "values", "zs")
+
+    def __init__(self) -> None:
+        self.zs: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []  # a_l
+        self.outputs: list[np.ndarray] = []  # h_l, with residual connections (else a_l)
+        self.inverse_stds: list[np.ndarray] = []  # with batch normalisation
+
+
 class _Forward:
     """The forward pass, group by group; it keeps what the backward pass reads, per layer.
 
@@ -647,43 +683,13 @@ class _Forward:
 
     def run_group(self, h: np.ndarray, group: range) -> np.ndarray:
         """Run the layers of `group` from their input `h`; return the group's output."""
-        single = len(group) == 1
-        activation = self.activation
-        from_value = activation._slope_from_value
-        plain = self.gain is None and self.biases is None
-        zs, values, outputs, inverse_stds, slopes = [], [], [], [], []
-        for layer in group:
-            w = self.weights[layer]
-            if self.keep_inputs:
-                self.inputs[layer] = h
-            if single or not plain:
-                # A single layer without batch normalisation reads z once: a reused buffer.
-                scratch = None
-                if single and not self.batchnorm:
-                    shape = (*self.stack, h.shape[-2], w.shape[-1])
-                    scratch = self.buffers.take(shape, h.dtype)
-                bias = None if self.biases is None else self.biases[layer]
-                z = _affine(h, w, self.gain, bias, self.stack, out=scratch)
-            else:
-                z = np.matmul(h, w)
-            if self.batchnorm:
-                inverse_stds.append(_batchnorm_forward(z))
-                self.normalised[layer] = (z, inverse_stds[-1])
-            if single:
-                a, d = _activate(activation, z, h.dtype, z_is_scratch=not self.batchnorm)
-                slopes.append(d)
-                self.slopes[layer] = a if from_value is not None else d
-                self.from_value[layer] = from_value is not None
-            else:
-                a = activation.function(z)
-            zs.append(z)
-            values.append(a)
-            h = h + a if self.residual else a
-            outputs.append(h)
-        z_all, a_all = _stacked(zs), _stacked(values)
-        if single:
-            d_all = slopes[0][np.newaxis]
+        arrays = _GroupArrays()
+        if len(group) == 1:
+            h, d = self._run_single(h, group.start, arrays)
+            z_all, a_all, d_all = arrays.zs[0][np.newaxis], arrays.values[0][np.newaxis], d[None]
         else:
+            h = self._run_many(h, group, arrays)
+            z_all, a_all = _stacked(arrays.zs), _stacked(arrays.values)
             d_all = self._slopes(z_all, a_all)
             for i, layer in enumerate(group):
                 self.slopes[layer] = d_all[i]
@@ -692,9 +698,75 @@ class _Forward:
             z_all=z_all,
             a_all=a_all,
             d_all=d_all,
-            inverse_stds=inverse_stds,
-            outputs=outputs,
+            inverse_stds=arrays.inverse_stds,
+            outputs=arrays.outputs,
         )
+        return h
+
+    def _run_single(
+        self,
+        h: np.ndarray,
+        layer: int,
+        arrays: _GroupArrays,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One large layer: `phi` and `phi'` together, `z` in a reused buffer. Returns h, phi'."""
+        w = self.weights[layer]
+        if self.keep_inputs:
+            self.inputs[layer] = h
+        # Without batch normalisation z is read once, by the activation: a reused buffer.
+        scratch = None
+        if not self.batchnorm:
+            scratch = self.buffers.take((*self.stack, h.shape[-2], w.shape[-1]), h.dtype)
+        bias = None if self.biases is None else self.biases[layer]
+        z = _affine(h, w, self.gain, bias, self.stack, out=scratch)
+        if self.batchnorm:
+            arrays.inverse_stds.append(_batchnorm_forward(z))
+            self.normalised[layer] = (z, arrays.inverse_stds[-1])
+        a, d = _activate(self.activation, z, h.dtype, z_is_scratch=not self.batchnorm)
+        from_value = self.activation._slope_from_value is not None
+        self.slopes[layer] = a if from_value else d
+        self.from_value[layer] = from_value
+        arrays.zs.append(z)
+        arrays.values.append(a)
+        h = h + a if self.residual else a
+        arrays.outputs.append(h)
+        return h, d
+
+    def _run_many(
+        self,
+        h: np.ndarray,
+        group: range,
+        arrays: _GroupArrays,
+    ) -> np.ndarray:
+        """Small layers: only the product and `phi` per layer, in as few calls as possible."""
+        function, weights, inputs = self.activation.function, self.weights, self.inputs
+        keep, residual, batchnorm = self.keep_inputs, self.residual, self.batchnorm
+        plain = self.gain is None and self.biases is None
+        zs, values, outputs, inverse_stds = (
+            arrays.zs,
+            arrays.values,
+            arrays.outputs,
+            arrays.inverse_stds,
+        )
+        for layer in group:
+            if keep:
+                inputs[layer] = h
+            if plain:
+                z = np.matmul(h, weights[layer])
+            else:
+                bias = None if self.biases is None else self.biases[layer]
+                z = _affine(h, weights[layer], self.gain, bias, self.stack)
+            if batchnorm:
+                inverse_stds.append(_batchnorm_forward(z))
+                self.normalised[layer] = (z, inverse_stds[-1])
+            a = function(z)
+            zs.append(z)
+            values.append(a)
+            if residual:
+                h = h + a
+                outputs.append(h)
+            else:
+                h = a
         return h
 
     def _slopes(self, z_all: np.ndarray, a_all: np.ndarray) -> np.ndarray:
@@ -726,9 +798,9 @@ class _Forward:
         threshold = SATURATION_THRESHOLD * self.activation.derivative_max
         sums, mean, std, saturated = _layer_statistics(a_all, d_all, threshold, self.buffers)
         span = slice(group.start, group.stop)
-        self.mean[..., span] = np.moveaxis(mean, 0, -1)
-        self.std[..., span] = np.moveaxis(std, 0, -1)
-        self.saturated[..., span] = np.moveaxis(saturated, 0, -1)
+        self.mean[..., span] = _layers_last(mean)
+        self.std[..., span] = _layers_last(std)
+        self.saturated[..., span] = _layers_last(saturated)
         ok = _all_finite(z_all, group_stack)
         if inverse_stds:
             ok = ok & _all_finite(_stacked(inverse_stds), group_stack)
@@ -861,15 +933,13 @@ class _Backward:
         forward, base, dtype = self.forward, self.log_scale, self.dtype
         log_norms = np.log10(norms)
         layers = list(reversed(chunk))
-        for i, layer in enumerate(layers):
-            self.log10_grads[..., layer] = base + log_norms[i]
+        span = slice(chunk.start, chunk.stop)
+        self.log10_grads[..., span] = _bottom_first(base + log_norms)
         if self.keep_grads:
             self.grads.extend(_unscale(g, base, dtype) for g in gs)
         if dbs:
             db_all = _stacked(dbs)
-            db_norms = np.log10(_norms(db_all))
-            for i, layer in enumerate(layers):
-                self.log10_bias_grads[..., layer] = base + db_norms[i]
+            self.log10_bias_grads[..., span] = _bottom_first(base + np.log10(_norms(db_all)))
             if self.keep_grads:
                 self.b_grads.extend(_unscale(db, base, dtype)[..., 0, :] for db in dbs)
         if dzs:
@@ -877,9 +947,7 @@ class _Backward:
             dz_all = _stacked(dzs)
             shape = (*_stack_of(h_t, dz_all), h_t.shape[-2], dz_all.shape[-1])
             dw_all = np.matmul(h_t, dz_all, out=self.buffers.take(shape, dtype, gs[-1], *dzs))
-            dw_norms = np.log10(_norms(dw_all))
-            for i, layer in enumerate(layers):
-                self.log10_weight_grads[..., layer] = base + dw_norms[i]
+            self.log10_weight_grads[..., span] = _bottom_first(base + np.log10(_norms(dw_all)))
             if self.keep_grads:
                 self.w_grads.extend(_unscale(dw, base, dtype) for dw in dw_all)
         for layer in layers:  # what the pass has read can go
@@ -905,11 +973,10 @@ class _Backward:
         return bool(np.all(inside | ((norms == 0) & dead)))
 
     def _adapt(self, log_norms: np.ndarray) -> None:
-        """Set the next chunk's length from the largest per-layer change in the last one."""
-        steps = np.abs(np.diff(log_norms, axis=0, prepend=0.0))
-        steps = steps[np.isfinite(steps)]
-        rate = float(steps.max()) if steps.size else 0.0
-        self.chunk = int(min(256, max(1, self.window / (2 * rate + 1e-3))))
+        """Size the next chunk to drift half the window at the rate the last one drifted."""
+        # The farthest the chunk drifted from norm 1 (a zero gradient, -inf, tells nothing).
+        drift = float(np.max(np.abs(log_norms), where=np.isfinite(log_norms), initial=0.0))
+        self.chunk = int(min(256, max(1, len(log_norms) * self.window / (2 * drift + 1e-3))))
 
     def _local_gradient(self, g: np.ndarray, layer: int, in_place: bool) -> np.ndarray:
         """`dz = g * phi'(z)`; in place on an operand the pass no longer needs, if `in_place`."""
