@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vangrad import ACTIVATIONS, Activation, backprop, get_activation, simulate
+from vangrad import ACTIVATIONS, Activation, backprop, engine, get_activation, simulate
 from vangrad.engine import _run
 
 NAMES = sorted(ACTIVATIONS)
@@ -599,3 +599,112 @@ def test_upstream_may_be_a_function_of_the_output() -> None:
     np.testing.assert_allclose(seen[0], output, rtol=1e-12)
     direct = backprop(x, weights, "tanh", upstream=output - target)
     np.testing.assert_allclose(flow.log10_grad_norms, direct.log10_grad_norms, rtol=1e-12)
+
+
+# --- the two schedules: small layers in groups, large layers one by one -------------------------
+
+
+def _both_schedules(
+    monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]
+) -> tuple[object, object]:
+    """`run()` as it is, then with every layer in a group of its own (no grouping at all)."""
+    grouped = run()
+    monkeypatch.setattr(engine, "GROUP_ELEMENTS", 0)
+    alone = run()
+    return grouped, alone
+
+
+@pytest.mark.parametrize("activation", NAMES)
+@pytest.mark.parametrize(
+    ("batchnorm", "residual", "with_biases"),
+    [
+        (False, False, False),
+        (True, False, True),
+        (False, True, True),
+        (True, True, False),
+    ],
+)
+def test_grouped_small_layers_give_what_layer_by_layer_gives(
+    monkeypatch: pytest.MonkeyPatch,
+    activation: str,
+    batchnorm: bool,
+    residual: bool,
+    with_biases: bool,
+) -> None:
+    rng = np.random.default_rng(11)
+    trials, depth, width = 3, 40, 6
+    weights = list(rng.normal(0, 0.6, size=(depth, trials, width, width)))
+    biases = list(rng.normal(0, 0.1, size=(depth, trials, width))) if with_biases else None
+    x = rng.normal(size=(5, width))
+
+    def run() -> object:
+        return backprop(
+            x, weights, activation, biases=biases, batchnorm=batchnorm, residual=residual
+        )
+
+    assert len(engine._plan_groups(x.shape, weights, (trials,))) < depth / 4
+    grouped, alone = _both_schedules(monkeypatch, run)
+    for name in (
+        "log10_grad_norms",
+        "log10_weight_grad_norms",
+        "activation_mean",
+        "activation_std",
+        "saturated_fraction",
+        "trial_overflow_layer",
+    ):
+        np.testing.assert_allclose(
+            getattr(grouped, name), getattr(alone, name), rtol=1e-12, atol=1e-12, err_msg=name
+        )
+    # A bias before batch normalisation has a gradient of rounding noise only (see
+    # test_a_bias_before_batchnorm_cancels_out): the noise differs between the schedules.
+    if with_biases and not batchnorm:
+        np.testing.assert_allclose(
+            grouped.log10_bias_grad_norms, alone.log10_bias_grad_norms, rtol=1e-12, atol=1e-12
+        )
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_chunk_that_leaves_the_float_range_is_run_again_layer_by_layer(
+    monkeypatch: pytest.MonkeyPatch, dtype: type
+) -> None:
+    # Sigmoid with large positive weights: every unit saturates at 1 (z near 4c), so every layer
+    # shrinks the gradient by about e^-4c: 10^-70 a layer in float64 (c = 40) and 10^-7 in
+    # float32 (c = 4), and the first chunk of eight layers would leave the float range.
+    rng = np.random.default_rng(5)
+    c = 40.0 if dtype == np.float64 else 4.0
+    weights = [(c * rng.uniform(0.5, 1.5, size=(4, 4))).astype(dtype) for _ in range(30)]
+    x = rng.uniform(0, 1, size=(3, 4)).astype(dtype)
+    grouped, alone = _both_schedules(monkeypatch, lambda: backprop(x, weights, "sigmoid"))
+    assert np.isfinite(alone.log10_grad_norms).all()
+    shrink = alone.log10_grad_norms[-1] - alone.log10_grad_norms[-9]  # the first chunk's 8
+    window = 0.4 * np.log10(np.finfo(dtype).max)
+    assert shrink > window, "the network must shrink faster than a chunk can hold"
+    np.testing.assert_allclose(grouped.log10_grad_norms, alone.log10_grad_norms, rtol=1e-9)
+    np.testing.assert_allclose(
+        grouped.log10_weight_grad_norms, alone.log10_weight_grad_norms, rtol=1e-9
+    )
+
+
+def test_weight_grad_norms_from_gram_matrices_match_the_full_product() -> None:
+    rng = np.random.default_rng(8)
+    width, batch = 256, 64
+    assert engine._gram_is_cheaper(np.dtype(np.float64), batch, width, width)
+    weights = [rng.normal(0, 1 / 16, size=(width, width)) for _ in range(4)]
+    x = rng.normal(size=(batch, width))
+    by_gram = backprop(x, weights, "tanh")
+    kept = backprop(x, weights, "tanh", keep_grads=True)  # forms every dLoss/dW_l
+    explicit = np.log10([np.linalg.norm(dw) for dw in kept.weight_grads])
+    np.testing.assert_allclose(by_gram.log10_weight_grad_norms, explicit, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(kept.log10_weight_grad_norms, explicit, rtol=0, atol=1e-13)
+
+
+def test_gram_route_declines_where_the_inner_product_cancels() -> None:
+    # Identical samples, and a gradient that sums to zero over the batch: H^T D is exactly 0,
+    # while H H^T and D D^T are not, so <H H^T, D D^T> is rounding noise.
+    rng = np.random.default_rng(9)
+    h = np.tile(rng.normal(size=(1, 256)), (64, 1))
+    d = rng.normal(size=(64, 256))
+    d -= d.mean(axis=0)
+    assert engine._gram_norms(h, d) is None
+    fine = rng.normal(size=(64, 256))
+    np.testing.assert_allclose(engine._gram_norms(h, fine), np.linalg.norm(h.T @ fine), rtol=1e-12)
