@@ -708,3 +708,32 @@ def test_gram_route_declines_where_the_inner_product_cancels() -> None:
     assert engine._gram_norms(h, d) is None
     fine = rng.normal(size=(64, 256))
     np.testing.assert_allclose(engine._gram_norms(h, fine), np.linalg.norm(h.T @ fine), rtol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("scale", [0.7, 8.0])  # a few saturated units; most of them saturated
+def test_large_layers_cache_values_and_the_exact_slopes_only_where_needed(
+    monkeypatch: pytest.MonkeyPatch, activation: str, scale: float
+) -> None:
+    rng = np.random.default_rng(12)
+    width, batch, depth = 128, 64, 12  # 8192 outputs a layer: the one-layer schedule
+    weights = [rng.normal(0, scale / np.sqrt(width), size=(width, width)) for _ in range(depth)]
+    x = rng.normal(size=(batch, width))
+    slimmed = []
+    original = engine._Forward._slim_slopes
+
+    def spy(self: engine._Forward, layer: int, a: np.ndarray, d: np.ndarray) -> None:
+        original(self, layer, a, d)
+        slimmed.append(self.exceptions[layer] is not None)
+
+    monkeypatch.setattr(engine._Forward, "_slim_slopes", spy)
+    slim = backprop(x, weights, activation)
+    monkeypatch.setattr(engine._Forward, "_slim_slopes", lambda *args: None)
+    dense = backprop(x, weights, activation)
+    # At scale 0.7 every layer keeps only its few saturated slopes; at 8.0 more than a quarter
+    # of the units saturate, and every slope is kept.
+    assert slimmed == [scale < 1] * depth
+    np.testing.assert_allclose(slim.log10_grad_norms, dense.log10_grad_norms, rtol=1e-12)
+    np.testing.assert_allclose(
+        slim.log10_weight_grad_norms, dense.log10_weight_grad_norms, rtol=1e-12
+    )

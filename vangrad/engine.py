@@ -675,6 +675,9 @@ class _Forward:
         # phi'(z_l); or, where `from_value[l]`, a_l, whose slope the backward pass derives.
         self.slopes: list[np.ndarray | None] = [None] * depth
         self.from_value = [False] * depth
+        # Where `from_value[l]` rests on an approximate slope: the flat indices, and the exact
+        # slopes, of the entries where the approximation is not exact.
+        self.exceptions: list[tuple[np.ndarray, np.ndarray] | None] = [None] * depth
         self.normalised: list[tuple[np.ndarray, np.ndarray] | None] = [None] * depth
         self.mean = np.empty((*stack, depth))
         self.std = np.empty((*stack, depth))
@@ -687,6 +690,7 @@ class _Forward:
         if len(group) == 1:
             h, d = self._run_single(h, group.start, arrays)
             z_all, a_all, d_all = arrays.zs[0][np.newaxis], arrays.values[0][np.newaxis], d[None]
+            self._slim_slopes(group.start, arrays.values[0], d)
         else:
             h = self._run_many(h, group, arrays)
             z_all, a_all = _stacked(arrays.zs), _stacked(arrays.values)
@@ -702,6 +706,24 @@ class _Forward:
             outputs=arrays.outputs,
         )
         return h
+
+    def _slim_slopes(self, layer: int, a: np.ndarray, d: np.ndarray) -> None:
+        """Cache `a` and the few slopes that `a` cannot give exactly, instead of every slope.
+
+        Only for a plain layer (its `a` is the next layer's input, cached anyway), and only
+        where at most a quarter of the entries need their exact slope kept.
+        """
+        where = self.activation._slope_from_value_where
+        if where is None or self.residual or self.batchnorm or self.from_value[layer]:
+            return
+        if a.shape != d.shape or a.dtype != d.dtype:
+            return
+        inexact = np.flatnonzero(~where[1](a))
+        if inexact.size > a.size // 4:
+            return
+        self.slopes[layer] = a
+        self.from_value[layer] = True
+        self.exceptions[layer] = (inexact, d.reshape(-1)[inexact])
 
     def _run_single(
         self,
@@ -959,6 +981,7 @@ class _Backward:
             self.log10_weight_grads[..., span] = _bottom_first(base + np.log10(norms_w))
         for layer in layers:  # what the pass has read can go
             forward.inputs[layer] = forward.slopes[layer] = forward.normalised[layer] = None
+            forward.exceptions[layer] = None
         self.log_scale = base + log_norms[-1]
         self.g = gs[-1]
         self.g /= _divisor(norms[-1], dtype)
@@ -990,13 +1013,24 @@ class _Backward:
         forward = self.forward
         cached = forward.slopes[layer]
         if forward.from_value[layer]:
-            slope = forward.activation._slope_from_value(cached)
+            activation = forward.activation
+            exceptions = forward.exceptions[layer]
+            if exceptions is None:
+                slope = activation._slope_from_value(cached)
+            else:
+                slope = activation._slope_from_value_where[0](cached)
+                # Read before g may be overwritten below.
+                g_exact = g.reshape(-1)[exceptions[0]] * exceptions[1]
             if not in_place:
-                return np.multiply(g, slope)
-            # g is this pass's own array (a buffer, or the copy of the upstream gradient); with
-            # residual connections it is still needed (g_below += g): the product goes elsewhere.
-            out = self.buffers.take(g.shape, g.dtype, g) if forward.residual else g
-            return np.multiply(g, slope, out=out)
+                dz = np.multiply(g, slope)
+            else:
+                # g is this pass's own array (a buffer, or the copy of the upstream gradient);
+                # with residual connections it is still needed (g_below += g): elsewhere then.
+                out = self.buffers.take(g.shape, g.dtype, g) if forward.residual else g
+                dz = np.multiply(g, slope, out=out)
+            if exceptions is not None:
+                dz.reshape(-1)[exceptions[0]] = g_exact
+            return dz
         if (
             in_place
             and cached.shape == g.shape
