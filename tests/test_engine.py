@@ -737,3 +737,68 @@ def test_large_layers_cache_values_and_the_exact_slopes_only_where_needed(
     np.testing.assert_allclose(
         slim.log10_weight_grad_norms, dense.log10_weight_grad_norms, rtol=1e-12
     )
+
+
+@pytest.mark.parametrize(
+    ("batchnorm", "residual", "with_biases", "upstream"),
+    [(False, False, False, False), (True, False, True, True), (False, True, True, False)],
+)
+def test_a_stack_split_over_threads_gives_what_one_thread_gives(
+    monkeypatch: pytest.MonkeyPatch,
+    batchnorm: bool,
+    residual: bool,
+    with_biases: bool,
+    upstream: bool,
+) -> None:
+    rng = np.random.default_rng(13)
+    trials, depth, width, batch = 7, 6, 64, 32  # 2048 outputs a network: large, BLAS-small
+    weights = list(rng.normal(0, 1 / np.sqrt(width), size=(depth, trials, width, width)))
+    biases = list(rng.normal(0, 0.1, size=(depth, trials, width))) if with_biases else None
+    x = rng.normal(size=(batch, width))
+    dz = rng.normal(size=(trials, batch, width)) if upstream else None
+
+    def run() -> object:
+        return backprop(
+            x,
+            weights,
+            "tanh",
+            biases=biases,
+            batchnorm=batchnorm,
+            residual=residual,
+            upstream=dz,
+        )
+
+    monkeypatch.setenv("VANGRAD_NUM_THREADS", "1")
+    alone = run()
+    monkeypatch.setenv("VANGRAD_NUM_THREADS", "3")
+    assert engine._thread_parts(x, weights, (trials,), upstream=dz, keep_grads=False) == 3
+    split = run()
+    for name in (
+        "log10_grad_norms",
+        "log10_weight_grad_norms",
+        "activation_mean",
+        "activation_std",
+        "saturated_fraction",
+        "trial_overflow_layer",
+        "log10_bias_grad_norms",
+    ):
+        np.testing.assert_array_equal(getattr(split, name), getattr(alone, name), err_msg=name)
+    assert split.overflow_layer == alone.overflow_layer
+
+
+def test_sweep_style_stacks_split_along_the_gain_axis(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Base weights (trials, n, n) and a gain (scales, 1): a (scales, trials) stack whose first
+    # axis exists only in the gain.
+    rng = np.random.default_rng(14)
+    weights = list(rng.normal(0, 1 / 8, size=(5, 3, 64, 64)))
+    x = rng.normal(size=(3, 16, 64))
+    gain = np.array([[0.5], [1.0], [1.5], [2.0]])
+    act = get_activation("relu")
+    monkeypatch.setenv("VANGRAD_NUM_THREADS", "1")
+    alone = _run(x, weights, act, gain=gain, weight_grads=False)
+    monkeypatch.setenv("VANGRAD_NUM_THREADS", "2")
+    assert engine._thread_parts(x, weights, (4, 3), upstream=None, keep_grads=False) == 2
+    split = _run(x, weights, act, gain=gain, weight_grads=False)
+    assert split.log10_grad_norms.shape == (4, 3, 6)
+    np.testing.assert_array_equal(split.log10_grad_norms, alone.log10_grad_norms)
+    np.testing.assert_array_equal(split.trial_overflow_layer, alone.trial_overflow_layer)

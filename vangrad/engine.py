@@ -23,6 +23,7 @@ shared by every trial.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from vangrad._memory import keep_freed_memory
+from vangrad._threads import map_in_threads, thread_count
 from vangrad._validation import check_bool, check_finite_array, check_finite_arrays
 from vangrad.activations import Activation, get_activation
 
@@ -568,9 +570,127 @@ def _run(
     multiply them.
     """
     keep_freed_memory()  # see vangrad._memory: page faults cost as much as the arithmetic
-    dtype = x.dtype
     gain_shape = () if gain is None else gain.shape
     stack = np.broadcast_shapes(x.shape[:-2], *(w.shape[:-2] for w in weights), gain_shape)
+    arguments = {
+        "biases": biases,
+        "batchnorm": batchnorm,
+        "residual": residual,
+        "upstream": upstream,
+        "keep_grads": keep_grads,
+        "gain": gain,
+        "weight_grads": weight_grads,
+    }
+    parts = _thread_parts(x, weights, stack, upstream=upstream, keep_grads=keep_grads)
+    if parts > 1:
+        return _run_in_threads(
+            x, weights, activation, stack=stack, parts=parts, arguments=arguments
+        )
+    return _run_stack(x, weights, activation, stack, **arguments)
+
+
+BLAS_ONE_THREAD_PRODUCT = 1 << 18
+"""Below this many multiply-adds a product runs on one thread in OpenBLAS (its own threshold
+is about 64^3), so threads over the stack do not compete with BLAS's own threads."""
+
+
+def _thread_parts(
+    x: np.ndarray,
+    weights: Sequence[np.ndarray],
+    stack: tuple[int, ...],
+    *,
+    upstream: object,
+    keep_grads: bool,
+) -> int:
+    """Into how many parts to split a stack of networks, one per thread (1: do not split).
+
+    Worth it for stacks of networks whose layers are too large for the grouped schedule (whose
+    cost is per-call overhead, under the GIL) and whose products are too small for BLAS to
+    thread. Not for a callable upstream, which may not be per network, nor with `keep_grads`.
+    """
+    if not stack or stack[0] < 2 or keep_grads or callable(upstream):
+        return 1
+    workers = min(thread_count(), stack[0])
+    if workers < 2:
+        return 1
+    batch = x.shape[-2]
+    if any(batch * w.shape[-2] * w.shape[-1] > BLAS_ONE_THREAD_PRODUCT for w in weights):
+        return 1
+    per_part = math.prod(stack) // workers * batch * min(w.shape[-1] for w in weights)
+    return workers if per_part >= GROUP_ELEMENTS else 1
+
+
+def _run_in_threads(
+    x: np.ndarray,
+    weights: Sequence[np.ndarray],
+    activation: Activation,
+    *,
+    stack: tuple[int, ...],
+    parts: int,
+    arguments: dict[str, object],
+) -> GradientFlow:
+    """Split the stack along its first axis, run each part on a thread, join the results."""
+
+    def run_part(start: int, stop: int) -> GradientFlow:
+        def part(a: np.ndarray | None, core: int) -> np.ndarray | None:
+            # `a` along the stack's first axis, unless it broadcasts along that axis.
+            if a is None or a.ndim - core < len(stack) or a.shape[0] == 1:
+                return a
+            return a[start:stop]
+
+        biases = arguments["biases"]
+        return _run_stack(
+            part(x, 2),
+            [part(w, 2) for w in weights],
+            activation,
+            (stop - start, *stack[1:]),
+            **{
+                **arguments,
+                "gain": part(arguments["gain"], 0),
+                "upstream": part(arguments["upstream"], 2),
+                "biases": None if biases is None else [part(b, 2) for b in biases],
+            },
+        )
+
+    bounds = np.linspace(0, stack[0], parts + 1).astype(int).tolist()
+    flows = map_in_threads(run_part, list(itertools.pairwise(bounds)))
+
+    def joined(name: str) -> np.ndarray | None:
+        values = [getattr(flow, name) for flow in flows]
+        return None if values[0] is None else np.concatenate(values)
+
+    overflows = [flow.overflow_layer for flow in flows if flow.overflow_layer is not None]
+    return GradientFlow(
+        log10_grad_norms=joined("log10_grad_norms"),
+        log10_weight_grad_norms=joined("log10_weight_grad_norms"),
+        activation_mean=joined("activation_mean"),
+        activation_std=joined("activation_std"),
+        saturated_fraction=joined("saturated_fraction"),
+        overflow_layer=min(overflows) if overflows else None,
+        trial_overflow_layer=joined("trial_overflow_layer"),
+        activation=activation,
+        batchnorm=flows[0].batchnorm,
+        residual=flows[0].residual,
+        log10_bias_grad_norms=joined("log10_bias_grad_norms"),
+    )
+
+
+def _run_stack(
+    x: np.ndarray,
+    weights: Sequence[np.ndarray],
+    activation: Activation,
+    stack: tuple[int, ...],
+    *,
+    biases: Sequence[np.ndarray] | None = None,
+    batchnorm: bool = False,
+    residual: bool = False,
+    upstream: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
+    keep_grads: bool = False,
+    gain: np.ndarray | None = None,
+    weight_grads: bool = True,
+) -> GradientFlow:
+    """`_run` on one thread."""
+    dtype = x.dtype
     gain_array = None if gain is None else gain.astype(dtype)[..., np.newaxis, np.newaxis]
     groups = _plan_groups(x.shape, weights, stack)
     buffers = _Buffers()

@@ -1,0 +1,41 @@
+"""How many threads vangrad may use, and the pool that runs independent networks in parallel.
+
+numpy releases the GIL inside its matrix products and elementwise loops, so independent
+networks of a stack run in parallel on Python threads. vangrad uses as many threads as it is
+told to (`VANGRAD_NUM_THREADS`), otherwise as many as numpy's BLAS is told to
+(`OPENBLAS_NUM_THREADS`, then `OMP_NUM_THREADS`), otherwise one per CPU it may run on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+__all__ = ["map_in_threads", "thread_count"]
+
+T = TypeVar("T")
+
+_VARIABLES = ("VANGRAD_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def thread_count() -> int:
+    """The number of threads vangrad may use (at least 1); see the module docstring."""
+    for name in _VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def map_in_threads(function: Callable[..., T], arguments: Sequence[tuple]) -> list[T]:
+    """`[function(*a) for a in arguments]`, each call on a thread of a shared pool."""
+    workers = len(arguments)
+    if workers not in _pools:
+        _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="vangrad")
+    return list(_pools[workers].map(lambda a: function(*a), arguments))
