@@ -13,12 +13,21 @@ The loss is the sum of every element of `h_L` (an upstream gradient of ones) unl
 passes another upstream gradient.
 
 Log space. The backward pass is linear in the upstream gradient, so the running gradient is
-rescaled to unit norm at every layer and the logarithm of the scale is accumulated. The `log10`
-norms are therefore exact at any depth, even where the norms themselves underflow to 0.0.
+rescaled to unit norm (after every layer, or every few small layers while it stays far inside
+the float range) and the logarithm of the scale is accumulated. The `log10` norms are therefore
+exact at any depth, even where the norms themselves underflow to 0.0.
 
 Stacks. Weights of shape `(trials, n_{l-1}, n_l)` describe `trials` independent networks, run
 together with batched matrix products; `x` is then `(trials, batch, n_0)`, or `(batch, n_0)`
 shared by every trial.
+
+Speed. Small layers (fewer than `GROUP_ELEMENTS` outputs) run in groups: per layer only the
+product and the activation, then the slopes, statistics and norms of the whole group at once,
+because numpy's per-call overhead, not arithmetic, is their cost. A large stack of small
+networks is split over threads (`VANGRAD_NUM_THREADS`, else `OPENBLAS_NUM_THREADS` or
+`OMP_NUM_THREADS`, else one per CPU), with bitwise the same results. glibc is asked to keep
+freed memory for reuse (`VANGRAD_KEEP_FREED_MEMORY=0` opts out; see `vangrad._memory`).
+`benchmarks/README.md` has the measurements.
 """
 
 from __future__ import annotations
