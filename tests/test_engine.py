@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
 from itertools import pairwise
 
@@ -711,7 +712,7 @@ def test_gram_route_declines_where_the_inner_product_cancels() -> None:
 
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
-@pytest.mark.parametrize("scale", [0.7, 8.0])  # a few saturated units; most of them saturated
+@pytest.mark.parametrize("scale", [0.7, 30.0])  # a few saturated units; most of them saturated
 def test_large_layers_cache_values_and_the_exact_slopes_only_where_needed(
     monkeypatch: pytest.MonkeyPatch, activation: str, scale: float
 ) -> None:
@@ -730,7 +731,7 @@ def test_large_layers_cache_values_and_the_exact_slopes_only_where_needed(
     slim = backprop(x, weights, activation)
     monkeypatch.setattr(engine._Forward, "_slim_slopes", lambda *args: None)
     dense = backprop(x, weights, activation)
-    # At scale 0.7 every layer keeps only its few saturated slopes; at 8.0 more than a quarter
+    # At scale 0.7 every layer keeps only its few saturated slopes; at 30 more than a quarter
     # of the units saturate, and every slope is kept.
     assert slimmed == [scale < 1] * depth
     np.testing.assert_allclose(slim.log10_grad_norms, dense.log10_grad_norms, rtol=1e-12)
@@ -802,3 +803,90 @@ def test_sweep_style_stacks_split_along_the_gain_axis(monkeypatch: pytest.Monkey
     assert split.log10_grad_norms.shape == (4, 3, 6)
     np.testing.assert_array_equal(split.log10_grad_norms, alone.log10_grad_norms)
     np.testing.assert_array_equal(split.trial_overflow_layer, alone.trial_overflow_layer)
+
+
+def test_an_upstream_in_fortran_order_keeps_the_exact_saturated_slopes() -> None:
+    # Large plain tanh layer, units saturated beyond |z| = 19 where 1 - a^2 is 0: the engine
+    # must use the exact slopes it kept, whatever the memory order of the upstream gradient.
+    rng = np.random.default_rng(15)
+    weights = [rng.normal(0, 1 / np.sqrt(128), size=(128, 128)) for _ in range(2)]
+    weights[1][:, :8] *= 400.0  # eight units saturate hard in the top layer
+    x = rng.normal(size=(64, 128))
+    upstream = np.zeros((64, 128))
+    upstream[:, :8] = 1.0  # the loss reads only the saturated units
+    c_order = backprop(x, weights, "tanh", upstream=upstream)
+    f_order = backprop(x, weights, "tanh", upstream=np.asfortranarray(upstream))
+    assert np.isfinite(c_order.log10_grad_norms).all()
+    np.testing.assert_array_equal(f_order.log10_grad_norms, c_order.log10_grad_norms)
+
+
+def test_grouped_layers_take_a_custom_activation_that_returns_a_scalar() -> None:
+    half = Activation("half", lambda z: np.float64(0.5), lambda z: 0.0, 1.0, True)
+    rng = np.random.default_rng(16)
+    flow = backprop(rng.normal(size=(4, 3)), [rng.normal(size=(3, 3)) for _ in range(3)], half)
+    assert flow.log10_grad_norms[:-1].tolist() == [-np.inf] * 3  # phi' = 0: no gradient
+    np.testing.assert_allclose(flow.activation_mean, 0.5)
+
+
+def test_a_network_whose_forward_pass_overflowed_does_not_slow_its_stack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(17)
+    weights = list(rng.normal(0, 1 / np.sqrt(8), size=(200, 4, 8, 8)))
+    for w in weights[:8]:
+        w[1] *= 1e40  # trial 1 overflows within the first layers
+    x = rng.normal(size=(4, 2, 8))
+    propagated = []
+    original = engine._Backward._propagate
+
+    def spy(self: engine._Backward, chunk: range, *, in_place: bool) -> object:
+        propagated.append(len(chunk))
+        return original(self, chunk, in_place=in_place)
+
+    monkeypatch.setattr(engine._Backward, "_propagate", spy)
+    flow = backprop(x, weights, "gelu")
+    assert flow.trial_overflow_layer[1] > 0
+    assert flow.trial_overflow_layer[[0, 2, 3]].tolist() == [0, 0, 0]
+    assert sum(propagated) == 200  # every layer once: no chunk was run again
+    assert np.isfinite(flow.log10_grad_norms[[0, 2, 3]]).all()
+
+
+def test_a_weight_gradient_that_would_overflow_in_a_chunk_is_run_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # h_0 of 1e300 and a gradient that grows 1e10 a layer: unscaled over a chunk, h_0^T dz
+    # would overflow, though rescaled every layer it is finite.
+    x = np.zeros((2, 3))
+    x[:, 0] = 1e300
+    first = np.eye(3)
+    first[0, 0] = 1e-300
+    weights = [first] + [1e10 * np.eye(3)] * 7
+    grouped, alone = _both_schedules(monkeypatch, lambda: backprop(x, weights, "linear"))
+    assert np.isfinite(alone.log10_weight_grad_norms).all()
+    np.testing.assert_allclose(
+        grouped.log10_weight_grad_norms, alone.log10_weight_grad_norms, rtol=1e-12
+    )
+
+
+# Python 3.12+ warns about fork() in a process with threads: that hazard is what is tested.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_process_can_still_run_stacks_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VANGRAD_NUM_THREADS", "2")
+    rng = np.random.default_rng(18)
+    weights = list(rng.normal(0, 1 / 8, size=(3, 4, 64, 64)))
+    x = rng.normal(size=(32, 64))
+    assert engine._thread_parts(x, weights, (4,), upstream=None, keep_grads=False) == 2
+    expected = backprop(x, weights, "tanh").log10_grad_norms  # the parent's pool now exists
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_run_and_report, args=(x, weights, queue))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung on the thread pool it inherited")
+    np.testing.assert_array_equal(queue.get(timeout=5), expected)
+
+
+def _run_and_report(x: np.ndarray, weights: list[np.ndarray], queue: object) -> None:
+    queue.put(backprop(x, weights, "tanh").log10_grad_norms)

@@ -9,6 +9,7 @@ told to (`VANGRAD_NUM_THREADS`), otherwise as many as numpy's BLAS is told to
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -19,6 +20,16 @@ T = TypeVar("T")
 
 _VARIABLES = ("VANGRAD_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 _pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _forget_pools() -> None:
+    # A forked child inherits the pools but not their threads: its tasks would never run.
+    _pools.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
 
 
 def thread_count() -> int:
@@ -36,6 +47,8 @@ def thread_count() -> int:
 def map_in_threads(function: Callable[..., T], arguments: Sequence[tuple]) -> list[T]:
     """`[function(*a) for a in arguments]`, each call on a thread of a shared pool."""
     workers = len(arguments)
-    if workers not in _pools:
-        _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="vangrad")
-    return list(_pools[workers].map(lambda a: function(*a), arguments))
+    with _pools_lock:
+        if workers not in _pools:
+            _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix="vangrad")
+        pool = _pools[workers]
+    return list(pool.map(lambda a: function(*a), arguments))

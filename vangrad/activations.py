@@ -2,7 +2,8 @@
 
 One registry, `ACTIVATIONS`, maps a name to an `Activation`. Every function and derivative is
 vectorised and numerically stable: no overflow warning and no `nan` for any finite input, however
-large. Derivatives are computed from the pre-activation `z`.
+large. `derivative` takes the pre-activation `z`; where the value `phi(z)` gives the derivative
+exactly, the engine derives it from the value instead (see `Activation`).
 """
 
 from __future__ import annotations
@@ -72,13 +73,11 @@ class Activation:
     # engine then caches no derivative (for a plain network `a` is the next layer's input, which
     # it keeps anyway) and derives it in the backward pass. It may return a boolean mask.
     _slope_from_value: ArrayFunction | None = field(default=None, repr=False)
-    # `phi'(z)` from `a`, and a test of where that is exact (tanh: 1 - a^2, to ~3e-15 where
-    # |a| <= tanh(2); beyond, 1 - a^2 cancels). For large plain layers the engine then caches
-    # `a` (the next layer's input anyway) and the exact slopes of only the entries that fail
-    # the test, instead of a whole array of slopes: about half the cache.
-    _slope_from_value_where: tuple[ArrayFunction, ArrayFunction] | None = field(
-        default=None, repr=False
-    )
+    # `phi'(z)` from `a`, exact for most entries but not all (tanh: 1 - a^2 cancels where
+    # |z| > 2). For large plain layers the engine caches `a` (the next layer's input anyway)
+    # and the true slopes of only the entries where this differs from them, instead of a whole
+    # array of slopes: about half the cache.
+    _approximate_slope_from_value: ArrayFunction | None = field(default=None, repr=False)
 
     def value_and_derivative(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return `(phi(z), phi'(z))`, sharing the work between the two where possible.
@@ -182,81 +181,16 @@ def _recompute_where(
         out.reshape(-1)[indices] = function(np.ravel(z)[indices])
 
 
-# numpy's float64 tanh has no vectorised loop on most CPUs: 13.6 ns an element here, against
-# 5 ns for exp. For float64 arrays of at least this many elements (where per-call overhead no
-# longer dominates) one exp serves both the value and the slope; below, and for float32 (whose
-# tanh is vectorised: 2.9 ns), numpy's tanh and 1 - t^2 take fewer calls and fewer passes.
-_TANH_BY_EXP_FROM = 4096
-
-
-def _tanh_by_exp(z: np.ndarray) -> bool:
-    return z.dtype == np.float64 and z.size >= _TANH_BY_EXP_FROM
-
-
-def _tanh(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z)
-    if _tanh_by_exp(z):
-        value = _tanh_parts(z)[1]
-        return np.copysign(value, z, out=value)
-    return np.tanh(z)
-
-
 def _tanh_both(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    z = np.asarray(z)
-    if _tanh_by_exp(z):
-        e, value = _tanh_parts(z)
-        np.copysign(value, z, out=value)
-        return value, _tanh_slope_from_exp(e)
-    # 1 - t^2 from the value is accurate (to ~3e-15) for |z| <= 2. Beyond, t is within rounding
-    # of +-1 and 1 - t^2 cancels (to 0 for |z| > 19): there the slope is recomputed from
-    # exp(-2|z|), which stays exact far into the tails.
+    # numpy's tanh for the value, whatever the array's size: the engine's result for a network
+    # must not depend on how many networks share its array (a chaotic network turns one ulp
+    # into a different answer). 1 - t^2 from the value is accurate (to ~3e-15) for |z| <= 2;
+    # beyond, t is within rounding of +-1 and 1 - t^2 cancels (to 0 for |z| > 19), so there the
+    # slope is recomputed from exp(-2|z|), which stays exact far into the tails.
     t = np.tanh(z)
-    slope = np.multiply(t, t)
-    np.subtract(1.0, slope, out=slope)
+    slope = _tanh_slope_from_value(t)
     _recompute_where(slope, z, np.greater(np.abs(z), 2.0), _tanh_slope_far)
     return t, slope
-
-
-def _tanh_parts(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return `e = exp(-2|z|)` and `tanh(|z|) = (1 - e) / (1 + e)`, from one `exp`.
-
-    numpy's `tanh` has no vectorised float64 loop on most CPUs and costs about three `exp`s,
-    as much as the layer's matrix product at width 256; here one `exp` serves both the value
-    and the derivative. `1 - e` is exact where `e >= 1/2` (Sterbenz), so the value is within a
-    few units in the last place for `|z| >= 0.05`; below that, where `1 - e` loses digits to
-    cancellation, a Taylor series takes over (see `_tanh_small`).
-    """
-    e = np.abs(z)
-    # exp(-800) is already 0; the cap keeps -2|z| from overflowing for |z| near 1e308.
-    np.minimum(e, 400.0, out=e)
-    small = np.flatnonzero(e < _TANH_SERIES_BELOW)
-    e *= -2.0
-    with np.errstate(under="ignore"):
-        np.exp(e, out=e)
-    value = np.subtract(1.0, e)
-    value /= e + 1.0
-    if small.size:
-        value.reshape(-1)[small] = _tanh_small(np.abs(np.ravel(z)[small]))
-    return e, value
-
-
-# Below |z| = 0.05 the series to z^9 is exact to ~1e-16 relative (the next term is 0.0089 z^10),
-# while 1 - exp(-2|z|) has lost up to a digit to cancellation.
-_TANH_SERIES_BELOW = 0.05
-
-
-def _tanh_small(x: np.ndarray) -> np.ndarray:
-    """tanh(x) for 0 <= x < 0.05: x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835, in Horner form."""
-    x2 = x * x
-    series = x2 * (62.0 / 2835.0) - 17.0 / 315.0
-    series *= x2
-    series += 2.0 / 15.0
-    series *= x2
-    series -= 1.0 / 3.0
-    series *= x2
-    series *= x
-    series += x
-    return series
 
 
 def _tanh_slope_from_exp(e: np.ndarray) -> np.ndarray:
@@ -291,26 +225,10 @@ def _sigmoid_slope_from_value(s: np.ndarray) -> np.ndarray:
     return slope
 
 
-_SIGMOID_OF_2 = 1.0 / (1.0 + math.exp(-2.0))
-
-
-def _sigmoid_value_is_low(s: np.ndarray) -> np.ndarray:
-    # s (1 - s) is exact to ~1e-15 where 1 - s >= 1 - sigmoid(2) = 0.12 (see _sigmoid_both).
-    return np.less_equal(s, _SIGMOID_OF_2)
-
-
 def _tanh_slope_from_value(t: np.ndarray) -> np.ndarray:
     slope = np.multiply(t, t)
     np.subtract(1.0, slope, out=slope)
     return slope
-
-
-_TANH_OF_2 = math.tanh(2.0)
-
-
-def _tanh_value_is_small(t: np.ndarray) -> np.ndarray:
-    # 1 - t^2 is exact to ~3e-15 where |z| <= 2 (see _tanh_both).
-    return np.less_equal(np.abs(t), _TANH_OF_2)
 
 
 def _relu(z: np.ndarray) -> np.ndarray:
@@ -456,17 +374,17 @@ ACTIVATIONS: Mapping[str, Activation] = MappingProxyType(
             derivative_max=0.25,
             squashing=True,
             _both=_sigmoid_both,
-            _slope_from_value_where=(_sigmoid_slope_from_value, _sigmoid_value_is_low),
+            _approximate_slope_from_value=_sigmoid_slope_from_value,
         ),
         "tanh": Activation(
             name="tanh",
             description="hyperbolic tangent; derivative at most 1, at z = 0",
-            function=_tanh,
+            function=np.tanh,
             derivative=_tanh_derivative,
             derivative_max=1.0,
             squashing=True,
             _both=_tanh_both,
-            _slope_from_value_where=(_tanh_slope_from_value, _tanh_value_is_small),
+            _approximate_slope_from_value=_tanh_slope_from_value,
         ),
         "relu": Activation(
             name="relu",

@@ -625,8 +625,11 @@ def _thread_parts(
     batch = x.shape[-2]
     if any(batch * w.shape[-2] * w.shape[-1] > BLAS_ONE_THREAD_PRODUCT for w in weights):
         return 1
-    per_part = math.prod(stack) // workers * batch * min(w.shape[-1] for w in weights)
-    return workers if per_part >= GROUP_ELEMENTS else 1
+    # The smallest part must run the one-layer schedule, as the whole stack does: then every
+    # number is bitwise what one thread gives.
+    smallest = stack[0] // workers * math.prod(stack[1:])
+    per_layer = smallest * batch * min(w.shape[-1] for w in weights)
+    return workers if per_layer >= GROUP_ELEMENTS else 1
 
 
 def _run_in_threads(
@@ -842,12 +845,14 @@ class _Forward:
         Only for a plain layer (its `a` is the next layer's input, cached anyway), and only
         where at most a quarter of the entries need their exact slope kept.
         """
-        where = self.activation._slope_from_value_where
-        if where is None or self.residual or self.batchnorm or self.from_value[layer]:
+        approximate = self.activation._approximate_slope_from_value
+        if approximate is None or self.residual or self.batchnorm or not self.keep_inputs:
             return
-        if a.shape != d.shape or a.dtype != d.dtype:
+        if self.from_value[layer] or a.shape != d.shape or a.dtype != d.dtype:
             return
-        inexact = np.flatnonzero(~where[1](a))
+        # Keep the slopes wherever the value does not give them bit for bit: the result is then
+        # the same as with every slope cached, whichever way this decision goes.
+        inexact = np.flatnonzero(approximate(a) != d)
         if inexact.size > a.size // 4:
             return
         self.slopes[layer] = a
@@ -911,6 +916,8 @@ class _Forward:
                 inverse_stds.append(_batchnorm_forward(z))
                 self.normalised[layer] = (z, inverse_stds[-1])
             a = function(z)
+            if np.shape(a) != z.shape:  # a custom activation that returned a scalar
+                a = np.broadcast_to(a, z.shape).astype(z.dtype)
             zs.append(z)
             values.append(a)
             if residual:
@@ -923,8 +930,6 @@ class _Forward:
     def _slopes(self, z_all: np.ndarray, a_all: np.ndarray) -> np.ndarray:
         """`phi'` of the stacked layers of a group, from `a` where that is exact."""
         activation = self.activation
-        if np.shape(a_all) != z_all.shape:  # a custom activation that returned a scalar
-            a_all = np.broadcast_to(a_all, z_all.shape)
         if activation._slope_from_value is not None:
             return activation._slope_from_value(a_all)
         d_all = activation.derivative(z_all)
@@ -944,8 +949,6 @@ class _Forward:
     ) -> None:
         """The statistics and finiteness of a group's layers, from their stacked arrays."""
         group_stack = (len(group), *self.stack)
-        if np.shape(a_all) != z_all.shape:
-            a_all = np.broadcast_to(a_all, z_all.shape)
         threshold = SATURATION_THRESHOLD * self.activation.derivative_max
         sums, mean, std, saturated = _layer_statistics(a_all, d_all, threshold, self.buffers)
         span = slice(group.start, group.stop)
@@ -997,7 +1000,12 @@ class _Backward:
         self.grads: list[np.ndarray] = []
         self.w_grads: list[np.ndarray] = []
         self.b_grads: list[np.ndarray] = []
-        g = np.ones(output_shape, dtype) if upstream is None else upstream.astype(dtype, copy=True)
+        # A C-ordered copy: the pass writes into g in place, through flat views.
+        g = (
+            np.ones(output_shape, dtype)
+            if upstream is None
+            else np.array(upstream, dtype, order="C")
+        )
         self.dtype = g.dtype
         norms = _norms(g)
         self.log_scale = np.log10(norms)
@@ -1007,6 +1015,7 @@ class _Backward:
         if keep_grads:
             self.grads.append(_unscale(g, self.log_scale, self.dtype))
         self.window = _RANGE_FRACTION * float(np.log10(np.finfo(self.dtype).max))
+        self.broken = ~forward.finite.all(axis=0)  # networks whose forward pass overflowed
         self.chunk = 8  # layers per chunk in a group, until the measured decay says otherwise
 
     def run_group(self, group: range) -> None:
@@ -1017,7 +1026,9 @@ class _Backward:
         top = group.stop
         while top > group.start:
             chunk = range(max(group.start, top - self.chunk), top)
-            if not self._record(chunk, *self._propagate(chunk, in_place=False), check=True):
+            # A chunk of one layer rescales after its layer: nothing to check, nothing to redo.
+            check = len(chunk) > 1
+            if not self._record(chunk, *self._propagate(chunk, in_place=False), check=check):
                 for layer in reversed(chunk):
                     single = range(layer, layer + 1)
                     self._record(single, *self._propagate(single, in_place=False), check=False)
@@ -1027,11 +1038,12 @@ class _Backward:
     def _propagate(
         self, chunk: range, *, in_place: bool
     ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-        """Back-propagate `self.g` through `chunk`, top layer first, changing no state.
+        """Back-propagate `self.g` through `chunk`, top layer first.
 
         Returns, top layer first, the gradients below each layer, the `dLoss/dz`s (if the
-        weight gradients are wanted) and the bias gradients (if the network has biases). With
-        `in_place`, the products go to reused buffers and the cached slopes are overwritten.
+        weight gradients are wanted) and the bias gradients (if the network has biases).
+        Without `in_place` nothing is changed, so the chunk can be run again; with it, the
+        products go to reused buffers and the cached slopes (and `self.g`) are overwritten.
         """
         forward, buffers = self.forward, self.buffers
         residual, gain = forward.residual, forward.gain
@@ -1075,39 +1087,41 @@ class _Backward:
     ) -> bool:
         """Measure a propagated chunk's norms, record them and rescale the running gradient.
 
-        Returns False, recording nothing, if `check` and the unscaled gradient left the safe
+        Returns False, recording nothing, if `check` and the unscaled gradients left the safe
         range (the caller then runs the chunk again layer by layer).
         """
-        norms = _norms(_stacked(gs))  # (len(chunk), *stack), top layer first
-        if check and not self._in_range(norms):
-            return False
         forward, base, dtype = self.forward, self.log_scale, self.dtype
-        log_norms = np.log10(norms)
-        layers = list(reversed(chunk))
-        span = slice(chunk.start, chunk.stop)
-        self.log10_grads[..., span] = _bottom_first(base + log_norms)
-        if self.keep_grads:
-            self.grads.extend(_unscale(g, base, dtype) for g in gs)
+        layers = list(reversed(chunk))  # the order of gs, dzs and dbs
+        norms = _norms(_stacked(gs))  # (len(chunk), *stack), top layer first
+        bias_norms = weight_norms = dw_all = None
         if dbs:
-            db_all = _stacked(dbs)
-            self.log10_bias_grads[..., span] = _bottom_first(base + np.log10(_norms(db_all)))
-            if self.keep_grads:
-                self.b_grads.extend(_unscale(db, base, dtype)[..., 0, :] for db in dbs)
+            bias_norms = _norms(_stacked(dbs))
         if dzs:
             h_in = _stacked([forward.inputs[layer] for layer in layers])
             dz_all = _stacked(dzs)
-            norms_w = None
             if not self.keep_grads:
-                norms_w = _gram_norms(h_in, dz_all)
-            if norms_w is None:
+                weight_norms = _gram_norms(h_in, dz_all)
+            if weight_norms is None:
                 h_t = np.swapaxes(h_in, -1, -2)
                 shape = (*_stack_of(h_t, dz_all), h_t.shape[-2], dz_all.shape[-1])
                 out = self.buffers.take(shape, dtype, gs[-1], *dzs)
                 dw_all = np.matmul(h_t, dz_all, out=out)
-                norms_w = _norms(dw_all)
-                if self.keep_grads:
-                    self.w_grads.extend(_unscale(dw, base, dtype) for dw in dw_all)
-            self.log10_weight_grads[..., span] = _bottom_first(base + np.log10(norms_w))
+                weight_norms = _norms(dw_all)
+        if check and not self._in_range(norms, bias_norms, weight_norms):
+            return False
+
+        log_norms = np.log10(norms)
+        span = slice(chunk.start, chunk.stop)
+        self.log10_grads[..., span] = _bottom_first(base + log_norms)
+        if bias_norms is not None:
+            self.log10_bias_grads[..., span] = _bottom_first(base + np.log10(bias_norms))
+        if weight_norms is not None:
+            self.log10_weight_grads[..., span] = _bottom_first(base + np.log10(weight_norms))
+        if self.keep_grads:
+            self.grads.extend(_unscale(g, base, dtype) for g in gs)
+            self.b_grads.extend(_unscale(db, base, dtype)[..., 0, :] for db in dbs)
+            if dw_all is not None:
+                self.w_grads.extend(_unscale(dw, base, dtype) for dw in dw_all)
         for layer in layers:  # what the pass has read can go
             forward.inputs[layer] = forward.slopes[layer] = forward.normalised[layer] = None
             forward.exceptions[layer] = None
@@ -1118,18 +1132,26 @@ class _Backward:
             self._adapt(log_norms)
         return True
 
-    def _in_range(self, norms: np.ndarray) -> bool:
-        """Whether every norm of a chunk is inside the window around 1.
+    def _in_range(
+        self, norms: np.ndarray, bias_norms: np.ndarray | None, weight_norms: np.ndarray | None
+    ) -> bool:
+        """Whether a chunk's unscaled gradients lost nothing to the float range.
 
-        An exact 0 also passes where the gradient was already 0 before the chunk (a network
-        whose gradient died lower down cannot come back to life).
+        The gradient norms must lie inside the window around 1, or be an exact 0 where the
+        gradient was already 0 before the chunk (a gradient that died lower down cannot come
+        back to life). The weight and bias gradients, whose size also depends on the forward
+        pass, must be finite and either 0 or clear of the subnormals. Networks whose forward
+        pass overflowed, or whose gradient is already nan, are not held to any of this: their
+        gradients mean nothing, and re-running them layer by layer would change nothing.
         """
         low, high = 10.0**-self.window, 10.0**self.window
-        inside = (norms >= low) & (norms <= high)
-        if inside.all():
-            return True
-        dead = np.isneginf(self.log_scale)
-        return bool(np.all(inside | ((norms == 0) & dead)))
+        ok = (norms >= low) & (norms <= high)
+        ok |= (norms == 0) & np.isneginf(self.log_scale)
+        tiny = float(np.finfo(self.dtype).smallest_normal) * 1e6
+        for other in (bias_norms, weight_norms):
+            if other is not None:
+                ok &= (other == 0) | ((other >= tiny) & (other < np.inf))
+        return bool(np.all(ok | self.broken | np.isnan(self.log_scale)))
 
     def _adapt(self, log_norms: np.ndarray) -> None:
         """Size the next chunk to drift half the window at the rate the last one drifted."""
@@ -1147,7 +1169,7 @@ class _Backward:
             if exceptions is None:
                 slope = activation._slope_from_value(cached)
             else:
-                slope = activation._slope_from_value_where[0](cached)
+                slope = activation._approximate_slope_from_value(cached)
                 # Read before g may be overwritten below.
                 g_exact = g.reshape(-1)[exceptions[0]] * exceptions[1]
             if not in_place:
@@ -1211,10 +1233,11 @@ def _gram_norms(h_in: np.ndarray, dz: np.ndarray) -> np.ndarray | None:
     flat_d = gram_d.reshape(*gram_d.shape[:-2], -1)
     squares = np.vecdot(flat_h, flat_d)
     scale = np.sqrt(np.vecdot(flat_h, flat_h) * np.vecdot(flat_d, flat_d))
-    reliable = (squares >= 1e-4 * scale) & (scale < np.inf) & (squares > 1e-280)
+    # scale == 0: H or D is 0, and so is the norm, exactly.
+    reliable = ((squares >= 1e-4 * scale) & (scale < np.inf) & (squares > 1e-280)) | (scale == 0)
     if not reliable.all():
         return None
-    return np.sqrt(squares)
+    return np.sqrt(np.maximum(squares, 0.0))
 
 
 def _weight_grad_flops(batch: int, n_in: int, n_out: int, dtype: type = np.float64) -> int:
