@@ -7,7 +7,8 @@ notebook takes seconds) to learn nothing new. Instead these tests check the two 
 make the single run count:
 
 - that a notebook which raises really fails the build, with the build's own plugin settings
-  (mkdocs-jupyter lets such a notebook build by default); and
+  (mkdocs-jupyter lets such a notebook build by default) and the hook that runs the notebooks
+  in the background; and
 - that each notebook's built page holds fresh outputs, with no error among them, and that the
   numbers the training notebook printed are the ones its prose describes.
 """
@@ -65,6 +66,8 @@ def test_a_notebook_that_raises_fails_the_strict_build(tmp_path: Path) -> None:
         "strict": True,
         "theme": {"name": "mkdocs"},
         "plugins": [{"mkdocs-jupyter": _jupyter_plugin_config()}],
+        # The real build converts its notebooks through this hook, in other processes.
+        "hooks": [str(ROOT / "hooks" / "notebooks.py")],
         "nav": [{"Home": "index.md"}, {"Broken": "notebooks/broken.py"}],
     }
     (tmp_path / "mkdocs.yml").write_text(json.dumps(config), encoding="utf-8")
