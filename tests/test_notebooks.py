@@ -15,6 +15,7 @@ make the single run count:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import subprocess
 import sys
 from html import unescape
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -141,3 +143,43 @@ def test_training_notebook_prints_what_its_prose_says(built_site: Path) -> None:
         assert loss < 0.3, run
         assert accuracy > 85, run
         assert 1e-2 < first / last < 1e2, run
+
+
+def test_background_conversion_is_what_the_plugin_asks_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notebooks hook hands a page to mkdocs-jupyter only if the plugin asks `nb2html` for
+    exactly what the hook computed; otherwise it converts again, in-process. A new plugin option
+    would do that silently, running every notebook twice: this catches it.
+    """
+    from mkdocs_jupyter import convert
+    from mkdocs_jupyter.plugin import Plugin
+
+    spec = importlib.util.spec_from_file_location("notebooks_hook", ROOT / "hooks" / "notebooks.py")
+    assert spec is not None
+    assert spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    plugin = Plugin()
+    errors, warnings = plugin.load_config(_jupyter_plugin_config())
+    assert not errors, errors
+    assert not warnings, warnings
+
+    path = str(ROOT / "docs" / "notebooks" / f"{NOTEBOOKS[0]}.py")
+    page = SimpleNamespace(
+        file=SimpleNamespace(abs_src_path=path, src_path=f"notebooks/{NOTEBOOKS[0]}.py"),
+        abs_url=f"/notebooks/{NOTEBOOKS[0]}/",
+    )
+    asked: list[tuple[str, dict]] = []
+
+    def record(nb_path: str, **options: object) -> str:
+        asked.append((nb_path, options))
+        raise _AskedError
+
+    monkeypatch.setattr(convert, "nb2html", record)
+    plugin.on_pre_page(page, config={}, files=None)
+    with pytest.raises(_AskedError):
+        page.render({}, None)
+    assert asked == [(path, hook._conversion_options(plugin, path))]
+
+
+class _AskedError(Exception):
+    pass
