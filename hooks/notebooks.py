@@ -18,9 +18,9 @@ rules whose JupyterLab classes occur in the page, which halves the page.
 
 mkdocs-jupyter executes each notebook when mkdocs reaches its page, one after the other, while
 the rest of the build waits. The hook starts every notebook's conversion at once instead, each
-in its own process running mkdocs-jupyter's own conversion with the plugin's settings, and hands
-the plugin the finished page when it asks for it. A notebook that raises fails the build all
-the same, with its traceback.
+in a process of its own (forks of one background process) running mkdocs-jupyter's own
+conversion with the plugin's settings, and hands the plugin the finished page when it asks.
+A notebook that raises fails the build all the same, with its traceback.
 """
 
 from __future__ import annotations
@@ -32,9 +32,11 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path, PurePath
@@ -142,23 +144,28 @@ def _is_notebook(src_uri: str) -> bool:
 
 
 class _Conversion:
-    """One notebook being converted to HTML by mkdocs-jupyter in a process of its own."""
+    """One notebook being converted to HTML by mkdocs-jupyter, in the background."""
 
-    def __init__(
-        self, options: dict[str, Any], process: subprocess.Popen[bytes], output: Path, stderr: Path
-    ) -> None:
-        self.options, self.process, self.output, self.stderr = options, process, output, stderr
+    def __init__(self, options: dict[str, Any], output: Path) -> None:
+        self.options, self.output = options, output
+        self.error = output.with_suffix(".error")
 
     def html(self, where: str) -> str:
-        if self.process.wait() != 0:
-            raise PluginError(
-                f"{where}: the notebook failed to run:\n{self.stderr.read_text(errors='replace')}"
-            )
+        while not (self.output.exists() or self.error.exists()):
+            if _server and _server[0].poll() is not None and not self.output.exists():
+                stderr = _server[1].read_text(errors="replace")
+                raise PluginError(f"{where}: running the notebooks failed:\n{stderr}")
+            time.sleep(0.02)
+        if self.error.exists():
+            message = self.error.read_text(encoding="utf-8", errors="replace")
+            raise PluginError(f"{where}: the notebook failed to run:\n{message}")
         return self.output.read_text(encoding="utf-8")
 
 
 _conversions: dict[str, _Conversion] = {}
 _scratch: list[Path] = []
+# The process that runs the conversions, and the file that holds its error output.
+_server: list[Any] = []
 
 
 def _conversion_options(plugin: Any, path: str) -> dict[str, Any] | None:
@@ -192,31 +199,38 @@ def _start_conversions(files: Files, config: Any) -> None:
         return
     scratch = Path(tempfile.mkdtemp(prefix="vangrad-notebooks-"))
     _scratch.append(scratch)
-    # One BLAS thread, as for the figures: the kernels run beside each other and the build.
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    jobs = []
     for index, file in enumerate(files):
         if not (_is_notebook(file.src_uri) and plugin.should_include(file)):
             continue
         options = _conversion_options(plugin, file.abs_src_path)
         if options is None:
             continue
-        output, stderr = scratch / f"{index}.html", scratch / f"{index}.stderr"
-        with stderr.open("wb") as errors:
-            process = subprocess.Popen(
-                [sys.executable, __file__, file.abs_src_path, json.dumps(options), str(output)],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-            )
-        _conversions[file.abs_src_path] = _Conversion(options, process, output, stderr)
+        output = scratch / f"{index}.html"
+        jobs.append([file.abs_src_path, options, str(output)])
+        _conversions[file.abs_src_path] = _Conversion(options, output)
         log.info("Converting notebook in the background: %s", file.src_uri)
+    if not jobs:
+        return
+    stderr = scratch / "stderr"
+    with stderr.open("wb") as errors:
+        process = subprocess.Popen(
+            [sys.executable, __file__, json.dumps(jobs)],
+            # One BLAS thread, as for the figures: the kernels run beside each other and the
+            # rest of the build.
+            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+    _server[:] = [process, stderr]
 
 
 def _stop_conversions() -> None:
-    for conversion in _conversions.values():
-        conversion.process.kill()
-        conversion.process.wait()
+    if _server:
+        _server[0].terminate()  # it stops its conversions, too
+        _server[0].wait()
+        _server.clear()
     _conversions.clear()
     while _scratch:
         shutil.rmtree(_scratch.pop(), ignore_errors=True)
@@ -313,16 +327,56 @@ def on_page_content(html_content: str, page: Any, **_: Any) -> str:
     return _download_buttons(where) + described
 
 
-if __name__ == "__main__":
-    # One background conversion: NOTEBOOK OPTIONS_JSON OUTPUT.
+def _convert(notebook_path: str, options: dict[str, Any], output_path: str) -> None:
+    """Write the notebook's page, or its error, to a file that appears complete or not at all."""
     from mkdocs_jupyter import convert
 
-    notebook_path, options_json, output_path = sys.argv[1:]
+    target = Path(output_path)
     try:
-        page = convert.nb2html(notebook_path, **json.loads(options_json))
+        content = convert.nb2html(notebook_path, **options)
     except Exception as error:  # reported to the build, which fails
         # The error names the cell and holds the notebook's own traceback; this process's
         # stack, down through nbconvert, would only bury it.
-        sys.stderr.write("".join(traceback.format_exception_only(error)))
-        sys.exit(1)
-    Path(output_path).write_text(page, encoding="utf-8")
+        content = "".join(traceback.format_exception_only(error))
+        target = target.with_suffix(".error")
+    partial = target.with_suffix(".partial")
+    partial.write_text(content, encoding="utf-8")
+    os.replace(partial, target)
+
+
+def _serve(jobs: list[tuple[str, dict[str, Any], str]]) -> None:
+    """Convert every notebook of `jobs` at once, each in a fork of this process.
+
+    Importing mkdocs-jupyter's conversion takes a second of CPU; the forks share one import.
+    """
+    import mkdocs_jupyter.convert  # noqa: F401 - imported once, before the forks
+
+    children: list[int] = []
+
+    def stop(*_: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, stop)
+    for job in jobs:
+        pid = os.fork()
+        if pid == 0:  # the fork: convert one notebook, and never return into the loop
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            code = 1
+            try:
+                _convert(*job)
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
+if __name__ == "__main__":
+    _serve(json.loads(sys.argv[1]))
