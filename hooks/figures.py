@@ -4,11 +4,12 @@ A page refers to a figure by its file name, `![alt text](figures/NAME.svg)`, and
 marker line, `<!-- table: NAME -->`. Both are made by calling `vangrad`, never pasted in, so a
 change to the package shows on the site at the next build.
 
-They are drawn in a fresh Python process (this file run as a script) and cached under
+They are drawn in fresh Python processes (this file run as a script) and cached under
 `.cache/figures/KEY/`, where KEY hashes `vangrad`'s source and this file. A fresh process matters
 under `mkdocs serve`: the server keeps its first import of `vangrad`, so drawing in-process after
 an edit would store old pictures under the new key. Unchanged code costs nothing; any change
-redraws everything, which takes a second or two.
+redraws everything. Drawing takes seconds, so it starts with the build, in two processes, and
+mkdocs waits only where it needs a result: a table for a page, every figure before copying them.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "figures"
 FIGURE_DIR = "figures"
 _TABLE_MARKER = re.compile(r"^<!-- table: (?P<name>[\w-]+) -->$", re.MULTILINE)
-_current: dict[str, Path] = {}
+_current: dict[str, Any] = {}
 
 
 # --- what is drawn (runs in the child process only) ----------------------------------------------
@@ -419,30 +422,82 @@ def _tables() -> dict[str, Callable[[], str]]:
     return {"gradient-bound": gradient_bound_table, **_theory_tables()}
 
 
-def render_all(out: Path, names: set[str] | None = None) -> None:
-    """Write every figure (`NAME.svg`) and table (`NAME.md`), or those in `names`, into `out`."""
-    style = {
-        "svg.hashsalt": "vangrad",  # the same code draws the same bytes
-        "svg.fonttype": "path",  # text as paths: no font to fetch, same look everywhere
-        "figure.facecolor": "white",  # legible on the dark palette too
-        "savefig.facecolor": "white",
-    }
-    for name, draw in _figures().items():
-        if names is not None and name not in names:
+# Two processes share the list of figures, so a long figure taken last would leave one of them
+# drawing alone: these, the costliest, go first.
+_COSTLY_FIRST = ("edge-of-chaos", "comparison", "jacobian-spectra", "relu-inits")
+# Outputs that share one cached computation (`_jacobian_runs`): the process that takes one of
+# them takes both, instead of each process computing it.
+_SHARED = {"jacobian-spectra": "jacobian", "jacobian-variance": "jacobian"}
+_STYLE = {
+    "svg.hashsalt": "vangrad",  # the same code draws the same bytes
+    "svg.fonttype": "path",  # text as paths: no font to fetch, same look everywhere
+    "figure.facecolor": "white",  # legible on the dark palette too
+    "savefig.facecolor": "white",
+}
+
+
+def _svg(draw: Callable[[], Any]) -> bytes:
+    with plt.rc_context(_STYLE):
+        ax = draw()
+        buffer = io.BytesIO()
+        ax.figure.savefig(buffer, format="svg", metadata={"Date": None})
+        plt.close(ax.figure)
+    return buffer.getvalue()
+
+
+def _outputs() -> list[tuple[str, Callable[[], bytes]]]:
+    """Every output file and what makes its bytes: tables first, for pages wait for them."""
+    tables = [
+        (f"{name}.md", lambda make=make: (make() + "\n").encode())
+        for name, make in _tables().items()
+    ]
+    figures = sorted(
+        _figures().items(),
+        key=lambda item: (*_COSTLY_FIRST, item[0]).index(item[0]),
+    )
+    return tables + [(f"{name}.svg", lambda draw=draw: _svg(draw)) for name, draw in figures]
+
+
+def _claim(out: Path, key: str) -> bool:
+    """Whether this process is the first to take `key` (an atomic create shared by all)."""
+    try:
+        os.close(os.open(out / f".claim-{key}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _write(path: Path, content: bytes) -> None:
+    """Write `content` so that a reader polling for `path` never sees half of it."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(content)
+    os.replace(partial, path)
+
+
+def render_all(out: Path, names: set[str] | None = None, *, shared: bool = False) -> None:
+    """Write every figure (`NAME.svg`) and table (`NAME.md`), or those in `names`, into `out`.
+
+    With `shared`, several processes draw into the same `out` at once, each taking the next
+    output no other has taken; the first thing each writes is the list of all outputs.
+    """
+    outputs = [(f, make) for f, make in _outputs() if names is None or Path(f).stem in names]
+    if shared:
+        _write(out / MANIFEST, json.dumps([f for f, _ in outputs]).encode())
+    mine: set[str] = set()
+    for filename, make in outputs:
+        key = _SHARED.get(Path(filename).stem, Path(filename).stem)
+        if shared and key not in mine and not _claim(out, key):
             continue
-        with plt.rc_context(style):
-            ax = draw()
-            buffer = io.BytesIO()
-            ax.figure.savefig(buffer, format="svg", metadata={"Date": None})
-            plt.close(ax.figure)
-        (out / f"{name}.svg").write_bytes(buffer.getvalue())
-    for name, make in _tables().items():
-        if names is not None and name not in names:
-            continue
-        (out / f"{name}.md").write_text(make() + "\n", encoding="utf-8")
+        mine.add(key)
+        _write(out / filename, make())
 
 
 # --- the hook (runs inside mkdocs) ---------------------------------------------------------------
+
+MANIFEST = ".outputs.json"
+# Two drawing processes on two cores, while mkdocs renders pages and the notebooks run: the
+# build is CPU-bound, and a single drawing process would be the last thing it waits for.
+DRAWING_PROCESSES = 2
 
 
 def _source_key() -> str:
@@ -453,52 +508,116 @@ def _source_key() -> str:
     return digest.hexdigest()[:16]
 
 
-def _rendered() -> Path:
-    """The folder holding this code's figures and tables, drawing them first if needed."""
+def _start_drawing() -> None:
+    """Use the cached drawings of this code, or start drawing them in the background."""
+    _stop_drawing()  # left over from a failed build under `mkdocs serve`
     key = _source_key()
-    folder = CACHE / key
-    if folder.is_dir():
-        return folder
+    _current.clear()
+    _current["final"] = CACHE / key
+    if _current["final"].is_dir():
+        _current["folder"] = _current["final"]
+        return
     CACHE.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=CACHE))
-    result = subprocess.run(
-        [sys.executable, __file__, str(staging)],
-        cwd=ROOT,
-        # One BLAS thread: the figures multiply thousands of small matrices, where OpenBLAS's
-        # threads only contend (measured on a busy 2-core machine: 144 s with its default
-        # threads, 18 s with one).
-        env={**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise PluginError(f"drawing the site's figures failed:\n{result.stderr}")
+    staging = _current["folder"] = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=CACHE))
+    children = _current["children"] = []
+    for index in range(DRAWING_PROCESSES):
+        with (staging / f".stderr-{index}").open("wb") as stderr:
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, str(staging), "--shared"],
+                    cwd=ROOT,
+                    # One BLAS thread: the figures multiply thousands of small matrices, where
+                    # OpenBLAS's threads only contend (measured on a busy 2-core machine: 144 s
+                    # with its default threads, 18 s with one).
+                    env={**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"},
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                )
+            )
+
+
+def _stop_drawing() -> None:
+    for child in _current.get("children", []):
+        child.kill()
+        child.wait()
+    if _current.get("children"):
+        shutil.rmtree(_current["folder"], ignore_errors=True)
+    _current.clear()
+
+
+def _check_children(*, wait: bool) -> bool:
+    """Whether every drawing process has ended; raise if one of them failed."""
+    children = _current.get("children", [])
+    for index, child in enumerate(children):
+        code = child.wait() if wait else child.poll()
+        if code not in (None, 0):
+            stderr = (_current["folder"] / f".stderr-{index}").read_text(errors="replace")
+            _stop_drawing()
+            raise PluginError(f"drawing the site's figures failed:\n{stderr}")
+    return all(child.poll() is not None for child in children)
+
+
+def _drawn(filename: str) -> Path:
+    """Where the output `filename` is, waiting for it if it is still being drawn.
+
+    The path may not exist: then no drawing process made that output.
+    """
+    while True:
+        path = _current["folder"] / filename
+        if path.exists() or _check_children(wait=False):
+            return path
+        time.sleep(0.02)
+
+
+def _finish_drawing() -> None:
+    """Wait for the drawing processes, then store what they drew under the code's key."""
+    if not _current.get("children"):
+        return
+    _check_children(wait=True)
+    staging, final = _current["folder"], _current["final"]
+    for scratch in staging.glob(".*"):
+        scratch.unlink()
     for stale in CACHE.iterdir():
-        if stale.is_dir() and stale != staging:
+        if stale.is_dir() and stale not in (staging, final):
             shutil.rmtree(stale, ignore_errors=True)
-    os.replace(staging, folder)  # atomic: a folder under a key is always complete
-    return folder
+    try:
+        os.replace(staging, final)  # atomic: a folder under a key is always complete
+    except OSError:
+        if not final.is_dir():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)  # another build of this code was quicker
+    _current["children"] = []
+    _current["folder"] = final
+
+
+def on_config(config: Any, **_: Any) -> Any:
+    """Start drawing, so that the figures are drawn while the pages are read."""
+    _start_drawing()
+    return config
 
 
 def on_files(files: Any, config: Any, **_: Any) -> Any:
-    """Add every figure to the site as a generated file."""
-    folder = _current["folder"] = _rendered()
-    for svg in sorted(folder.glob("*.svg")):
-        uri = f"{FIGURE_DIR}/{svg.name}"
-        files.append(File.generated(config, uri, content=svg.read_bytes()))
+    """Add every figure to the site as a generated file (its bytes may still be on the way)."""
+    manifest = _drawn(MANIFEST)
+    if manifest.is_file():  # still drawing: the processes list what they will draw
+        names = json.loads(manifest.read_text(encoding="utf-8"))
+    else:
+        names = sorted(p.name for p in _current["folder"].iterdir())
+    for name in names:
+        if name.endswith(".svg"):
+            path = _current["final"] / name
+            files.append(File.generated(config, f"{FIGURE_DIR}/{name}", abs_src_path=str(path)))
     return files
 
 
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     """Replace each `<!-- table: NAME -->` line by the table it names."""
-    folder = _current["folder"]
 
     def replace(match: re.Match[str]) -> str:
-        table = folder / f"{match.group('name')}.md"
+        table = _drawn(f"{match.group('name')}.md")
         if not table.is_file():
-            known = sorted(p.stem for p in folder.glob("*.md"))
+            _finish_drawing()
+            known = sorted(p.stem for p in _current["folder"].glob("*.md"))
             raise PluginError(
                 f"{page.file.src_uri}: unknown table {match.group('name')!r}; known: {known}"
             )
@@ -507,5 +626,16 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     return _TABLE_MARKER.sub(replace, markdown)
 
 
+def on_env(env: Any, **_: Any) -> Any:
+    """All pages are read; the figures' files are copied next: they must be complete."""
+    _finish_drawing()
+    return env
+
+
+def on_build_error(**_: Any) -> None:
+    """Stop drawing for a build that has failed."""
+    _stop_drawing()
+
+
 if __name__ == "__main__":
-    render_all(Path(sys.argv[1]))
+    render_all(Path(sys.argv[1]), shared="--shared" in sys.argv[2:])

@@ -15,17 +15,39 @@ comment fails the build, naming the notebook, so no image reaches a reader undes
 nbconvert also inlines all of JupyterLab's stylesheet, about 570 KB, into every notebook page:
 rules for menus, widgets and editors that a static page never shows. The hook keeps only the
 rules whose JupyterLab classes occur in the page, which halves the page.
+
+mkdocs-jupyter executes each notebook when mkdocs reaches its page, one after the other, while
+the rest of the build waits. The hook starts every notebook's conversion at once instead, each
+in a process of its own (forks of one background process) running mkdocs-jupyter's own
+conversion with the plugin's settings, and hands the plugin the finished page when it asks.
+A notebook that raises fails the build all the same, with its traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
+import json
+import logging
+import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path, PurePath
 from typing import Any
 
 import jupytext
 from mkdocs.exceptions import PluginError
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
+
+log = logging.getLogger("mkdocs.hooks.notebooks")
 
 PLACEHOLDER = 'alt="No description has been provided for this image"'
 _CELL_START = re.compile(r'(?=<div class="jp-Cell jp-CodeCell)')
@@ -121,8 +143,127 @@ def _is_notebook(src_uri: str) -> bool:
     return src_uri.startswith("notebooks/") and src_uri.endswith(".py")
 
 
+class _Conversion:
+    """One notebook being converted to HTML by mkdocs-jupyter, in the background."""
+
+    def __init__(self, options: dict[str, Any], output: Path) -> None:
+        self.options, self.output = options, output
+        self.error = output.with_suffix(".error")
+
+    def html(self, where: str) -> str:
+        while not (self.output.exists() or self.error.exists()):
+            if _server and _server[0].poll() is not None and not self.output.exists():
+                stderr = _server[1].read_text(errors="replace")
+                raise PluginError(f"{where}: running the notebooks failed:\n{stderr}")
+            time.sleep(0.02)
+        if self.error.exists():
+            message = self.error.read_text(encoding="utf-8", errors="replace")
+            raise PluginError(f"{where}: the notebook failed to run:\n{message}")
+        return self.output.read_text(encoding="utf-8")
+
+
+_conversions: dict[str, _Conversion] = {}
+_scratch: list[Path] = []
+# The process that runs the conversions, and the file that holds its error output.
+_server: list[Any] = []
+
+
+def _conversion_options(plugin: Any, path: str) -> dict[str, Any] | None:
+    """The arguments mkdocs-jupyter will pass to `nb2html` for `path`, if it executes it."""
+    options = plugin.config
+    execute = options["execute"] and not any(
+        PurePath(path).match(pattern) for pattern in options["execute_ignore"]
+    )
+    # A cached page is never converted, and one that is not executed costs little.
+    if not execute or options["cache"]:
+        return None
+    names = (
+        "kernel_name",
+        "theme",
+        "allow_errors",
+        "show_input",
+        "no_input",
+        "no_prompt",
+        "remove_tag_config",
+        "highlight_extra_classes",
+        "include_requirejs",
+        "custom_mathjax_url",
+    )
+    return {"execute": True, **{name: options[name] for name in names}}
+
+
+def _start_conversions(files: Files, config: Any) -> None:
+    _stop_conversions()  # left over from a failed build under `mkdocs serve`
+    plugin = config.plugins.get("mkdocs-jupyter")
+    if plugin is None:
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="vangrad-notebooks-"))
+    _scratch.append(scratch)
+    jobs = []
+    for index, file in enumerate(files):
+        if not (_is_notebook(file.src_uri) and plugin.should_include(file)):
+            continue
+        options = _conversion_options(plugin, file.abs_src_path)
+        if options is None:
+            continue
+        output = scratch / f"{index}.html"
+        jobs.append([file.abs_src_path, options, str(output)])
+        _conversions[file.abs_src_path] = _Conversion(options, output)
+        log.info("Converting notebook in the background: %s", file.src_uri)
+    if not jobs:
+        return
+    stderr = scratch / "stderr"
+    with stderr.open("wb") as errors:
+        process = subprocess.Popen(
+            [sys.executable, __file__, json.dumps(jobs)],
+            # One BLAS thread, as for the figures: the kernels run beside each other and the
+            # rest of the build.
+            env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+    _server[:] = [process, stderr]
+
+
+def _stop_conversions() -> None:
+    if _server:
+        _server[0].terminate()  # it stops its conversions, too
+        _server[0].wait()
+        _server.clear()
+    _conversions.clear()
+    while _scratch:
+        shutil.rmtree(_scratch.pop(), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _converted(conversion: _Conversion, path: str, where: str) -> Iterator[None]:
+    """Make mkdocs-jupyter take the page from `conversion` instead of converting it again."""
+    from mkdocs_jupyter import convert
+
+    nb2html = convert.nb2html
+
+    def finished(nb_path: str, **options: Any) -> str:
+        if nb_path != path or options != conversion.options:
+            # The plugin asked for something else (a newer version, new settings): convert
+            # in-process, as the plugin would have, rather than hand over a different page.
+            log.info("%s: converting in-process; the plugin asked for %s", where, options)
+            return nb2html(nb_path, **options)
+        return conversion.html(where)
+
+    convert.nb2html = finished
+    try:
+        yield
+    finally:
+        convert.nb2html = nb2html
+
+
+# Before mkdocs-jupyter's own and the figures' hook, which may wait for its drawings: the
+# notebooks are the longest part of the build.
+@event_priority(50)
 def on_files(files: Files, config: Any, **_: Any) -> Files:
-    """Add a `.ipynb` (without outputs) beside each notebook's page, for download."""
+    """Start converting the notebooks; add a `.ipynb` (no outputs) beside each, for download."""
+    _start_conversions(files, config)
     for file in list(files):
         if _is_notebook(file.src_uri):
             notebook = jupytext.read(file.abs_src_path)
@@ -132,6 +273,35 @@ def on_files(files: Files, config: Any, **_: Any) -> Files:
                 File.generated(config, f"{stem}/{stem.split('/')[-1]}.ipynb", content=content)
             )
     return files
+
+
+# After mkdocs-jupyter's own, which sets the page's `render`.
+@event_priority(-50)
+def on_pre_page(page: Any, **_: Any) -> Any:
+    """Have the notebook's page rendered from its background conversion."""
+    path = page.file.abs_src_path
+    conversion = _conversions.get(path)
+    if conversion is None:
+        return page
+    render = page.render
+
+    def render_converted(config: Any, files: Files) -> None:
+        with _converted(conversion, path, page.file.src_uri):
+            render(config, files)
+        del _conversions[path]
+
+    page.render = render_converted
+    return page
+
+
+def on_post_build(**_: Any) -> None:
+    """Stop any conversion whose page was never rendered."""
+    _stop_conversions()
+
+
+def on_build_error(**_: Any) -> None:
+    """Stop the conversions of a build that has failed."""
+    _stop_conversions()
 
 
 def _download_buttons(src_uri: str) -> str:
@@ -155,3 +325,58 @@ def on_page_content(html_content: str, page: Any, **_: Any) -> str:
     if "</h1>" in described:
         return described.replace("</h1>", "</h1>" + _download_buttons(where), 1)
     return _download_buttons(where) + described
+
+
+def _convert(notebook_path: str, options: dict[str, Any], output_path: str) -> None:
+    """Write the notebook's page, or its error, to a file that appears complete or not at all."""
+    from mkdocs_jupyter import convert
+
+    target = Path(output_path)
+    try:
+        content = convert.nb2html(notebook_path, **options)
+    except Exception as error:  # reported to the build, which fails
+        # The error names the cell and holds the notebook's own traceback; this process's
+        # stack, down through nbconvert, would only bury it.
+        content = "".join(traceback.format_exception_only(error))
+        target = target.with_suffix(".error")
+    partial = target.with_suffix(".partial")
+    partial.write_text(content, encoding="utf-8")
+    os.replace(partial, target)
+
+
+def _serve(jobs: list[tuple[str, dict[str, Any], str]]) -> None:
+    """Convert every notebook of `jobs` at once, each in a fork of this process.
+
+    Importing mkdocs-jupyter's conversion takes a second of CPU; the forks share one import.
+    """
+    import mkdocs_jupyter.convert  # noqa: F401 - imported once, before the forks
+
+    children: list[int] = []
+
+    def stop(*_: object) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, stop)
+    for job in jobs:
+        pid = os.fork()
+        if pid == 0:  # the fork: convert one notebook, and never return into the loop
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            code = 1
+            try:
+                _convert(*job)
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+
+
+if __name__ == "__main__":
+    _serve(json.loads(sys.argv[1]))

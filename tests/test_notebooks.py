@@ -7,13 +7,15 @@ notebook takes seconds) to learn nothing new. Instead these tests check the two 
 make the single run count:
 
 - that a notebook which raises really fails the build, with the build's own plugin settings
-  (mkdocs-jupyter lets such a notebook build by default); and
+  (mkdocs-jupyter lets such a notebook build by default) and the hook that runs the notebooks
+  in the background; and
 - that each notebook's built page holds fresh outputs, with no error among them, and that the
   numbers the training notebook printed are the ones its prose describes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -21,6 +23,7 @@ import subprocess
 import sys
 from html import unescape
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -65,6 +68,8 @@ def test_a_notebook_that_raises_fails_the_strict_build(tmp_path: Path) -> None:
         "strict": True,
         "theme": {"name": "mkdocs"},
         "plugins": [{"mkdocs-jupyter": _jupyter_plugin_config()}],
+        # The real build converts its notebooks through this hook, in other processes.
+        "hooks": [str(ROOT / "hooks" / "notebooks.py")],
         "nav": [{"Home": "index.md"}, {"Broken": "notebooks/broken.py"}],
     }
     (tmp_path / "mkdocs.yml").write_text(json.dumps(config), encoding="utf-8")
@@ -138,3 +143,43 @@ def test_training_notebook_prints_what_its_prose_says(built_site: Path) -> None:
         assert loss < 0.3, run
         assert accuracy > 85, run
         assert 1e-2 < first / last < 1e2, run
+
+
+def test_background_conversion_is_what_the_plugin_asks_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notebooks hook hands a page to mkdocs-jupyter only if the plugin asks `nb2html` for
+    exactly what the hook computed; otherwise it converts again, in-process. A new plugin option
+    would do that silently, running every notebook twice: this catches it.
+    """
+    from mkdocs_jupyter import convert
+    from mkdocs_jupyter.plugin import Plugin
+
+    spec = importlib.util.spec_from_file_location("notebooks_hook", ROOT / "hooks" / "notebooks.py")
+    assert spec is not None
+    assert spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    plugin = Plugin()
+    errors, warnings = plugin.load_config(_jupyter_plugin_config())
+    assert not errors, errors
+    assert not warnings, warnings
+
+    path = str(ROOT / "docs" / "notebooks" / f"{NOTEBOOKS[0]}.py")
+    page = SimpleNamespace(
+        file=SimpleNamespace(abs_src_path=path, src_path=f"notebooks/{NOTEBOOKS[0]}.py"),
+        abs_url=f"/notebooks/{NOTEBOOKS[0]}/",
+    )
+    asked: list[tuple[str, dict]] = []
+
+    def record(nb_path: str, **options: object) -> str:
+        asked.append((nb_path, options))
+        raise _AskedError
+
+    monkeypatch.setattr(convert, "nb2html", record)
+    plugin.on_pre_page(page, config={}, files=None)
+    with pytest.raises(_AskedError):
+        page.render({}, None)
+    assert asked == [(path, hook._conversion_options(plugin, path))]
+
+
+class _AskedError(Exception):
+    pass
