@@ -155,21 +155,32 @@ def _sigmoid_derivative(z: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid_both(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # s (1 - s) from the value is accurate (to ~1e-15) wherever 1 - s is not small; for
-    # z > 2, where it would cancel, e s^2 with e = exp(-z) (= e / (1 + e)^2) takes over.
+    # s (1 - s) from the value is accurate wherever 1 - s is not small; beyond z = 2 (1 in
+    # float32), where it would cancel, e s^2 with e = exp(-z) (= e / (1 + e)^2) takes over.
     s = _sigmoid(z)
     slope = np.subtract(1.0, s)
     slope *= s
-    _recompute_where(slope, z, np.greater(z, 2.0), _sigmoid_slope_far)
+    _recompute_where(slope, z, np.greater(z, _slope_from_value_up_to(z)), _sigmoid_slope_far)
     return s, slope
 
 
 def _sigmoid_slope_far(z: np.ndarray) -> np.ndarray:
-    """`sigmoid'(z) = e / (1 + e)^2` with `e = exp(-z)`, for `z > 2` (no overflow there)."""
+    """`sigmoid'(z) = e / (1 + e)^2` with `e = exp(-z)`, for `z > 1` (no overflow there)."""
     e = np.exp(-z)
     r = e + 1.0
     r *= r
     return np.divide(e, r, out=e)
+
+
+def _slope_from_value_up_to(z: np.ndarray) -> float:
+    """How far from 0 the slope may come from the value (1 - t^2, s (1 - s)) in z's dtype.
+
+    The value's own rounding error, relative eps, becomes a relative error of about
+    2 eps / (1 - t^2) in 1 - t^2: 3e-15 at |z| = 2 in float64, but 1.7e-6 in float32, too much
+    for the float32 norms of a 50-layer network to stay within 1e-5 of float64. float32 stops
+    at |z| = 1 (3e-7), where 1 - t^2 = 0.42.
+    """
+    return 1.0 if np.asarray(z).dtype == np.float32 else 2.0
 
 
 def _recompute_where(
@@ -182,14 +193,14 @@ def _recompute_where(
 
 
 def _tanh_both(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # numpy's tanh for the value, whatever the array's size: the engine's result for a network
-    # must not depend on how many networks share its array (a chaotic network turns one ulp
-    # into a different answer). 1 - t^2 from the value is accurate (to ~3e-15) for |z| <= 2;
-    # beyond, t is within rounding of +-1 and 1 - t^2 cancels (to 0 for |z| > 19), so there the
-    # slope is recomputed from exp(-2|z|), which stays exact far into the tails.
+    # 1 - t^2 from the value is accurate for |z| <= 2 (1 in float32, see
+    # _slope_from_value_up_to); beyond, t is within rounding of +-1 and 1 - t^2 cancels (to 0
+    # for |z| > 19), so there the slope is recomputed from exp(-2|z|), exact far into the tails.
+    # numpy's tanh, in every dtype and for every size: a network's result must not depend on
+    # how many networks share its array (a chaotic network turns one ulp into another answer).
     t = np.tanh(z)
     slope = _tanh_slope_from_value(t)
-    _recompute_where(slope, z, np.greater(np.abs(z), 2.0), _tanh_slope_far)
+    _recompute_where(slope, z, np.greater(np.abs(z), _slope_from_value_up_to(z)), _tanh_slope_far)
     return t, slope
 
 
