@@ -197,3 +197,15 @@ def test_tanh_from_one_exp_is_within_a_few_ulp_everywhere() -> None:
     expected = np.array([_tanh_exact(v) for v in z.tolist()])
     np.testing.assert_allclose(ACTIVATIONS["tanh"].function(z), expected, rtol=2e-15, atol=0)
     assert np.signbit(ACTIVATIONS["tanh"].function(np.array([-0.0])))[0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_numpy_scalars_and_integer_arrays_are_accepted(name: str) -> None:
+    act = ACTIVATIONS[name]
+    for z in (np.float64(0.3), np.float64(2.5), np.array(-3.0), np.array([1, 5, -2])):
+        array = np.asarray(z, dtype=np.float64)
+        np.testing.assert_allclose(act.function(z), act.function(array), rtol=1e-15)
+        np.testing.assert_allclose(act.derivative(z), act.derivative(array), rtol=1e-15)
+        value, slope = act.value_and_derivative(z)
+        np.testing.assert_allclose(value, act.function(array), rtol=1e-15)
+        np.testing.assert_allclose(slope, act.derivative(array), rtol=1e-15)

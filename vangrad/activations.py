@@ -141,19 +141,33 @@ def _sigmoid_parts(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     # r = 1 / (1 + e) with e = exp(-|z|) <= 1: no overflow, and e underflows gracefully (through
     # the subnormals) for z < -709, where 1 / (1 + exp(-z)) would overflow to 0. sigmoid(z) is
-    # r for z >= 0 and e r for z < 0. Seven numpy calls, in place: the engine calls this once
-    # a layer, and for small layers per-call overhead is the cost.
-    e = np.exp(np.negative(np.abs(z)))  # not in place: z may be an integer array
-    s = np.add(e, 1.0)
-    np.reciprocal(s, out=s)
-    np.multiply(e, s, out=s, where=np.less(z, 0))
-    return s
+    # r for z >= 0 and e r for z < 0. Eight numpy calls: the engine calls this once a layer,
+    # and for small layers per-call overhead is the cost.
+    e = np.exp(np.negative(np.abs(z)))  # not in place: z may be an integer or a scalar
+    s = 1.0 / (1.0 + e)
+    return np.where(np.less(z, 0), e * s, s)
 
 
 def _sigmoid_derivative(z: np.ndarray) -> np.ndarray:
     return _sigmoid_both(z)[1]
 
 
+def _scalar_as_array(
+    both: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Let `both`, which writes into its results in place, take a scalar too."""
+
+    def wrapped(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        z = np.asarray(z)
+        if z.ndim == 0:
+            value, slope = both(z.reshape(1))
+            return value[0], slope[0]
+        return both(z)
+
+    return wrapped
+
+
+@_scalar_as_array
 def _sigmoid_both(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # s (1 - s) from the value is accurate wherever 1 - s is not small; beyond z = 2 (1 in
     # float32), where it would cancel, e s^2 with e = exp(-z) (= e / (1 + e)^2) takes over.
@@ -192,6 +206,7 @@ def _recompute_where(
         out.reshape(-1)[indices] = function(np.ravel(z)[indices])
 
 
+@_scalar_as_array
 def _tanh_both(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # 1 - t^2 from the value is accurate for |z| <= 2 (1 in float32, see
     # _slope_from_value_up_to); beyond, t is within rounding of +-1 and 1 - t^2 cancels (to 0
@@ -242,12 +257,17 @@ def _tanh_slope_from_value(t: np.ndarray) -> np.ndarray:
     return slope
 
 
+def _float_dtype(z: np.ndarray) -> np.dtype:
+    """The dtype of the derivative: z's if floating (float32 stays float32), else float64."""
+    return np.result_type(z.dtype, np.float32) if z.dtype.kind == "f" else np.dtype(np.float64)
+
+
 def _relu(z: np.ndarray) -> np.ndarray:
     return np.maximum(z, 0)
 
 
 def _relu_derivative(z: np.ndarray) -> np.ndarray:
-    return (z > 0).astype(z.dtype)
+    return (z > 0).astype(_float_dtype(z))
 
 
 def _positive(a: np.ndarray) -> np.ndarray:
@@ -329,7 +349,7 @@ def _leaky_relu(slope: float = 0.01) -> Activation:
         return np.where(z > 0, z, slope * z)
 
     def derivative(z: np.ndarray) -> np.ndarray:
-        return np.where(z > 0, 1.0, slope).astype(z.dtype, copy=False)
+        return np.where(z > 0, 1.0, slope).astype(_float_dtype(z), copy=False)
 
     return Activation(
         name="leaky_relu",
@@ -360,7 +380,7 @@ def _elu(alpha: float = 1.0) -> Activation:
     def derivative(z: np.ndarray) -> np.ndarray:
         part = exponential_part(z)
         part *= alpha
-        return np.where(z > 0, 1.0, part).astype(z.dtype, copy=False)
+        return np.where(z > 0, 1.0, part).astype(_float_dtype(z), copy=False)
 
     return Activation(
         name="elu",
