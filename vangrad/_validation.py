@@ -72,11 +72,11 @@ def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
 
 
 def check_finite_array(
-    name: str, value: object, *, ndim: Iterable[int], finite: bool = True
+    name: str, value: object, *, ndim: Iterable[int], skip_finite_check: bool = False
 ) -> np.ndarray:
     """Return `value` as a floating-point array with one of the allowed numbers of dimensions.
 
-    With `finite=False` the caller checks finiteness itself (see `check_finite_arrays`).
+    With `skip_finite_check` the caller checks for inf and nan itself (see `check_finite_arrays`).
     """
     allowed = tuple(ndim)
     try:
@@ -96,7 +96,7 @@ def check_finite_array(
         )
     if kind != "f":
         array = array.astype(np.float64)
-    if finite and not np.isfinite(array).all():
+    if not skip_finite_check and not np.isfinite(array).all():
         raise ValueError(f"{name} must be finite: it contains inf or nan")
     return array
 
@@ -115,7 +115,7 @@ def check_finite_arrays(
     """
     allowed = tuple(ndim)
     arrays = [
-        check_finite_array(f"{name}[{i}]", value, ndim=allowed, finite=False)
+        check_finite_array(f"{name}[{i}]", value, ndim=allowed, skip_finite_check=True)
         for i, value in enumerate(values)
     ]
     small = len(arrays) > 1 and sum(a.size for a in arrays) <= _JOINT_CHECK_ELEMENTS
