@@ -46,8 +46,15 @@ import jupytext
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
+from nbclient import NotebookClient
 
 log = logging.getLogger("mkdocs.hooks.notebooks")
+
+# Merge each cell's stdout into one block after execution. A line that the kernel flushed in
+# two pieces (seen once, on a loaded machine) otherwise reached the page as two blocks, the
+# second starting mid-line: nbconvert merges streams only before it executes, on no outputs,
+# and nbclient's own switch for it is not configurable (no config tag), hence its default.
+NotebookClient.coalesce_streams.default_value = True
 
 PLACEHOLDER = 'alt="No description has been provided for this image"'
 _CELL_START = re.compile(r'(?=<div class="jp-Cell jp-CodeCell)')
