@@ -70,7 +70,7 @@ torch.set_num_threads(ARGS.threads)
 
 F64_TOLERANCE = 1e-10
 F32_TOLERANCE = 1e-5
-PAUSE = 0.02  # seconds between timed runs, outside the timings (see the module docstring)
+PAUSE = 0.25  # seconds between timed runs, outside the timings (see the module docstring)
 
 
 @dataclass(frozen=True)
