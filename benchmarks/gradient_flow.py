@@ -345,10 +345,11 @@ def _timed(run: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def engine_flops(w: Workload) -> float:
+def engine_flops(w: Workload, dtype: type[np.floating]) -> float:
     """FLOPs of vangrad's matrix products: forward, input gradients, weight-gradient norms."""
     n, b = w.width, w.batch
-    per_layer = 2 * b * n * n * 2 + _weight_grad_flops(b, n, n)
+    # The weight-gradient route depends on the dtype (Gram matrices in float64 only).
+    per_layer = 2 * b * n * n * 2 + _weight_grad_flops(b, n, n, dtype)
     return float(per_layer * w.depth * w.networks)
 
 
@@ -380,7 +381,7 @@ def time_workloads(workloads: list[Workload], peaks: dict[str, float]) -> None:
                 batched = f"{t['batched']:.4f} | {t['vangrad'] / t['batched']:.2f}"
             flops = ""
             if w.number >= 4:
-                rate = engine_flops(w) / t["vangrad"] / 1e9
+                rate = engine_flops(w, dtype) / t["vangrad"] / 1e9
                 flops = f"{rate:.1f} | {rate / peaks[name]:.0%}"
             else:
                 flops = "- | -"

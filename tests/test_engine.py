@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import platform
 from collections.abc import Callable
 from itertools import pairwise
 
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vangrad import ACTIVATIONS, Activation, backprop, engine, get_activation, simulate
+from vangrad._memory import keep_freed_memory
 from vangrad.engine import _run
 
 NAMES = sorted(ACTIVATIONS)
@@ -605,6 +607,17 @@ def test_upstream_may_be_a_function_of_the_output() -> None:
 # --- the two schedules: small layers in groups, large layers one by one -------------------------
 
 
+# The per-network arrays of a GradientFlow (the bias norms, None without biases, aside).
+PER_NETWORK_RESULTS = (
+    "log10_grad_norms",
+    "log10_weight_grad_norms",
+    "activation_mean",
+    "activation_std",
+    "saturated_fraction",
+    "trial_overflow_layer",
+)
+
+
 def _both_schedules(
     monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]
 ) -> tuple[object, object]:
@@ -645,14 +658,7 @@ def test_grouped_small_layers_give_what_layer_by_layer_gives(
 
     assert len(engine._plan_groups(x.shape, weights, (trials,))) < depth / 4
     grouped, alone = _both_schedules(monkeypatch, run)
-    for name in (
-        "log10_grad_norms",
-        "log10_weight_grad_norms",
-        "activation_mean",
-        "activation_std",
-        "saturated_fraction",
-        "trial_overflow_layer",
-    ):
+    for name in PER_NETWORK_RESULTS:
         np.testing.assert_allclose(
             getattr(grouped, name), getattr(alone, name), rtol=1e-12, atol=1e-12, err_msg=name
         )
@@ -774,15 +780,7 @@ def test_a_stack_split_over_threads_gives_what_one_thread_gives(
     monkeypatch.setenv("VANGRAD_NUM_THREADS", "3")
     assert engine._thread_parts(x, weights, (trials,), upstream=dz, keep_grads=False) == 3
     split = run()
-    for name in (
-        "log10_grad_norms",
-        "log10_weight_grad_norms",
-        "activation_mean",
-        "activation_std",
-        "saturated_fraction",
-        "trial_overflow_layer",
-        "log10_bias_grad_norms",
-    ):
+    for name in (*PER_NETWORK_RESULTS, "log10_bias_grad_norms"):
         np.testing.assert_array_equal(getattr(split, name), getattr(alone, name), err_msg=name)
     assert split.overflow_layer == alone.overflow_layer
 
@@ -890,3 +888,9 @@ def test_a_forked_process_can_still_run_stacks_on_threads(monkeypatch: pytest.Mo
 
 def _run_and_report(x: np.ndarray, weights: list[np.ndarray], queue: object) -> None:
     queue.put(backprop(x, weights, "tanh").log10_grad_norms)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_glibc_agrees_to_keep_freed_memory() -> None:
+    assert keep_freed_memory() is True
+    assert keep_freed_memory() is True  # asked once; the answer is remembered

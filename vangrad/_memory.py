@@ -16,6 +16,7 @@ alone. Elsewhere (macOS, Windows, musl) this does nothing.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -26,17 +27,10 @@ _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD = 32 << 20  # glibc's upper limit on 64-bit systems
 _TRIM_THRESHOLD = 256 << 20
 
-_state: dict[str, bool] = {}
 
-
+@functools.cache
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse (once per process); True if it agreed."""
-    if "kept" not in _state:
-        _state["kept"] = _ask_glibc()
-    return _state["kept"]
-
-
-def _ask_glibc() -> bool:
     if not sys.platform.startswith("linux") or os.environ.get("VANGRAD_KEEP_FREED_MEMORY") == "0":
         return False
     try:

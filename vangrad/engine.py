@@ -1007,7 +1007,7 @@ class _Backward:
             if upstream is None
             else np.array(upstream, dtype, order="C")
         )
-        self.dtype = g.dtype
+        self.dtype = dtype
         norms = _norms(g)
         self.log_scale = np.log10(norms)
         self.log10_grads[..., depth] = self.log_scale
