@@ -59,7 +59,7 @@ import numpy as np
 
 import vangrad
 from vangrad import backprop, get_initializer
-from vangrad.engine import _weight_grad_flops
+from vangrad.fast_engine import weight_grad_flops
 
 try:
     import torch
@@ -349,7 +349,7 @@ def engine_flops(w: Workload, dtype: type[np.floating]) -> float:
     """FLOPs of vangrad's matrix products: forward, input gradients, weight-gradient norms."""
     n, b = w.width, w.batch
     # The weight-gradient route depends on the dtype (Gram matrices in float64 only).
-    per_layer = 2 * b * n * n * 2 + _weight_grad_flops(b, n, n, dtype)
+    per_layer = 2 * b * n * n * 2 + weight_grad_flops(b, n, n, dtype)
     return float(per_layer * w.depth * w.networks)
 
 

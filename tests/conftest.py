@@ -1,4 +1,5 @@
-"""Test-wide set-up: a headless plotting backend, no figures left open, one site build."""
+"""Test-wide set-up: a headless plotting backend, no figures left open, one site build, and the
+`engine` fixture that runs a test on both engines."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import matplotlib.pyplot as plt
 import pytest
+from hypothesis import HealthCheck, settings
+
+# The `engine` fixture sets an environment variable for the whole test, which is what every
+# example of a hypothesis test should see: the function-scoped fixture is intended.
+settings.register_profile("vangrad", suppress_health_check=[HealthCheck.function_scoped_fixture])
+settings.load_profile("vangrad")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def _close_figures() -> Iterator[None]:
     yield
     plt.close("all")
+
+
+@pytest.fixture(params=["reference", "fast"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test once on each engine (`VANGRAD_ENGINE`): the science holds for both."""
+    monkeypatch.setenv("VANGRAD_ENGINE", request.param)
+    return request.param
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

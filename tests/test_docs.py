@@ -20,6 +20,9 @@ import pytest
 from pytest_examples import CodeExample, EvalExample, find_examples
 from ruff.__main__ import find_ruff_bin
 
+# Every result here holds on both engines (VANGRAD_ENGINE=reference and fast).
+pytestmark = pytest.mark.usefixtures("engine")
+
 ROOT = Path(__file__).resolve().parent.parent
 LINE_LENGTH = 100
 # The project's own ruff rules apply, less the ones meant for library code: a snippet is a

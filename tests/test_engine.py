@@ -1,9 +1,8 @@
-"""The engine: gradients against finite differences, log space, stacks, statistics, seed 004."""
+"""The science of the engine, on both engines: gradients against finite differences, log space,
+stacks, statistics, seed 004. `test_fast_engine.py` holds the fast engine to the reference."""
 
 from __future__ import annotations
 
-import multiprocessing
-import platform
 from collections.abc import Callable
 from itertools import pairwise
 
@@ -12,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vangrad import ACTIVATIONS, Activation, backprop, engine, get_activation, simulate
-from vangrad._memory import keep_freed_memory
-from vangrad.engine import _run
+from vangrad import ACTIVATIONS, Activation, backprop, get_activation, simulate
+from vangrad.engine import run_network
+
+pytestmark = pytest.mark.usefixtures("engine")
 
 NAMES = sorted(ACTIVATIONS)
 EPS = 1e-5
@@ -163,9 +163,28 @@ def test_a_bias_before_batchnorm_cancels_out() -> None:
     without = backprop(x, weights, "tanh", batchnorm=True, upstream=upstream)
     np.testing.assert_allclose(with_biases.log10_grad_norms, without.log10_grad_norms, rtol=1e-9)
     assert with_biases.log10_bias_grad_norms is not None
-    # Zero up to rounding: at least twelve orders of magnitude below the weight gradients.
-    gap = with_biases.log10_weight_grad_norms - with_biases.log10_bias_grad_norms
-    assert np.all(gap > 12)
+    # Batch normalisation subtracts the batch mean, and the bias with it: exactly zero.
+    assert with_biases.log10_bias_grad_norms.tolist() == [-np.inf] * len(weights)
+    with_kept = backprop(x, weights, "tanh", biases=biases, batchnorm=True, keep_grads=True)
+    assert with_kept.bias_grads is not None
+    assert all(np.all(db == 0) for db in with_kept.bias_grads)
+
+
+def test_a_gradient_equal_for_every_sample_does_not_pass_batchnorm() -> None:
+    # Linear layers: dLoss/dz_hat of the sum loss is the same for every sample, and batch
+    # normalisation's backward pass removes its batch mean, leaving exactly zero (not noise).
+    x, weights, _ = small_network(residual=False)
+    flow = backprop(x, weights, "linear", batchnorm=True)
+    assert np.isneginf(flow.log10_grad_norms[:-1]).all()
+    assert np.isfinite(flow.log10_grad_norms[-1])
+
+
+def test_the_output_is_the_forward_pass() -> None:
+    x, weights, _ = small_network(residual=True)
+    act = get_activation("gelu")
+    flow = backprop(x, weights, act, residual=True)
+    expected = forward(x, weights, act.function, batchnorm=False, residual=True)
+    np.testing.assert_allclose(flow.output, expected, rtol=1e-13)
 
 
 def test_stacked_biases_equal_running_each_trial_alone() -> None:
@@ -596,7 +615,7 @@ def test_upstream_may_be_a_function_of_the_output() -> None:
         seen.append(h.copy())
         return h - target
 
-    flow = _run(x, weights, get_activation("tanh"), upstream=mse_grad)
+    flow = run_network(x, weights, get_activation("tanh"), upstream=mse_grad)
     act = get_activation("tanh")
     output = forward(x, weights, act.function, batchnorm=False, residual=False)
     np.testing.assert_allclose(seen[0], output, rtol=1e-12)
@@ -604,221 +623,7 @@ def test_upstream_may_be_a_function_of_the_output() -> None:
     np.testing.assert_allclose(flow.log10_grad_norms, direct.log10_grad_norms, rtol=1e-12)
 
 
-# --- the two schedules: small layers in groups, large layers one by one -------------------------
-
-
-# The per-network arrays of a GradientFlow (the bias norms, None without biases, aside).
-PER_NETWORK_RESULTS = (
-    "log10_grad_norms",
-    "log10_weight_grad_norms",
-    "activation_mean",
-    "activation_std",
-    "saturated_fraction",
-    "trial_overflow_layer",
-)
-
-
-def _both_schedules(
-    monkeypatch: pytest.MonkeyPatch, run: Callable[[], object]
-) -> tuple[object, object]:
-    """`run()` as it is, then with every layer in a group of its own (no grouping at all)."""
-    grouped = run()
-    monkeypatch.setattr(engine, "GROUP_ELEMENTS", 0)
-    alone = run()
-    return grouped, alone
-
-
-@pytest.mark.parametrize("activation", NAMES)
-@pytest.mark.parametrize(
-    ("batchnorm", "residual", "with_biases"),
-    [
-        (False, False, False),
-        (True, False, True),
-        (False, True, True),
-        (True, True, False),
-    ],
-)
-def test_grouped_small_layers_give_what_layer_by_layer_gives(
-    monkeypatch: pytest.MonkeyPatch,
-    activation: str,
-    batchnorm: bool,
-    residual: bool,
-    with_biases: bool,
-) -> None:
-    rng = np.random.default_rng(11)
-    trials, depth, width = 3, 40, 6
-    weights = list(rng.normal(0, 0.6, size=(depth, trials, width, width)))
-    biases = list(rng.normal(0, 0.1, size=(depth, trials, width))) if with_biases else None
-    x = rng.normal(size=(5, width))
-
-    def run() -> object:
-        return backprop(
-            x, weights, activation, biases=biases, batchnorm=batchnorm, residual=residual
-        )
-
-    assert len(engine._plan_groups(x.shape, weights, (trials,))) < depth / 4
-    grouped, alone = _both_schedules(monkeypatch, run)
-    for name in PER_NETWORK_RESULTS:
-        np.testing.assert_allclose(
-            getattr(grouped, name), getattr(alone, name), rtol=1e-12, atol=1e-12, err_msg=name
-        )
-    # A bias before batch normalisation has a gradient of rounding noise only (see
-    # test_a_bias_before_batchnorm_cancels_out): the noise differs between the schedules.
-    if with_biases and not batchnorm:
-        np.testing.assert_allclose(
-            grouped.log10_bias_grad_norms, alone.log10_bias_grad_norms, rtol=1e-12, atol=1e-12
-        )
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_a_chunk_that_leaves_the_float_range_is_run_again_layer_by_layer(
-    monkeypatch: pytest.MonkeyPatch, dtype: type
-) -> None:
-    # Sigmoid with large positive weights: every unit saturates at 1 (z near 4c), so every layer
-    # shrinks the gradient by about e^-4c: 10^-70 a layer in float64 (c = 40) and 10^-7 in
-    # float32 (c = 4), and the first chunk of eight layers would leave the float range.
-    rng = np.random.default_rng(5)
-    c = 40.0 if dtype == np.float64 else 4.0
-    weights = [(c * rng.uniform(0.5, 1.5, size=(4, 4))).astype(dtype) for _ in range(30)]
-    x = rng.uniform(0, 1, size=(3, 4)).astype(dtype)
-    grouped, alone = _both_schedules(monkeypatch, lambda: backprop(x, weights, "sigmoid"))
-    assert np.isfinite(alone.log10_grad_norms).all()
-    shrink = alone.log10_grad_norms[-1] - alone.log10_grad_norms[-9]  # the first chunk's 8
-    window = 0.4 * np.log10(np.finfo(dtype).max)
-    assert shrink > window, "the network must shrink faster than a chunk can hold"
-    np.testing.assert_allclose(grouped.log10_grad_norms, alone.log10_grad_norms, rtol=1e-9)
-    np.testing.assert_allclose(
-        grouped.log10_weight_grad_norms, alone.log10_weight_grad_norms, rtol=1e-9
-    )
-
-
-def test_weight_grad_norms_from_gram_matrices_match_the_full_product() -> None:
-    rng = np.random.default_rng(8)
-    width, batch = 256, 64
-    assert engine._gram_is_cheaper(np.dtype(np.float64), batch, width, width)
-    weights = [rng.normal(0, 1 / 16, size=(width, width)) for _ in range(4)]
-    x = rng.normal(size=(batch, width))
-    by_gram = backprop(x, weights, "tanh")
-    kept = backprop(x, weights, "tanh", keep_grads=True)  # forms every dLoss/dW_l
-    explicit = np.log10([np.linalg.norm(dw) for dw in kept.weight_grads])
-    np.testing.assert_allclose(by_gram.log10_weight_grad_norms, explicit, rtol=0, atol=1e-13)
-    np.testing.assert_allclose(kept.log10_weight_grad_norms, explicit, rtol=0, atol=1e-13)
-
-
-def test_gram_route_declines_where_the_inner_product_cancels() -> None:
-    # Identical samples, and a gradient that sums to zero over the batch: H^T D is exactly 0,
-    # while H H^T and D D^T are not, so <H H^T, D D^T> is rounding noise.
-    rng = np.random.default_rng(9)
-    h = np.tile(rng.normal(size=(1, 256)), (64, 1))
-    d = rng.normal(size=(64, 256))
-    d -= d.mean(axis=0)
-    assert engine._gram_norms(h, d) is None
-    fine = rng.normal(size=(64, 256))
-    np.testing.assert_allclose(engine._gram_norms(h, fine), np.linalg.norm(h.T @ fine), rtol=1e-12)
-
-
-@pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
-@pytest.mark.parametrize("scale", [0.7, 30.0])  # a few saturated units; most of them saturated
-def test_large_layers_cache_values_and_the_exact_slopes_only_where_needed(
-    monkeypatch: pytest.MonkeyPatch, activation: str, scale: float
-) -> None:
-    rng = np.random.default_rng(12)
-    width, batch, depth = 128, 64, 12  # 8192 outputs a layer: the one-layer schedule
-    weights = [rng.normal(0, scale / np.sqrt(width), size=(width, width)) for _ in range(depth)]
-    x = rng.normal(size=(batch, width))
-    slimmed = []
-    original = engine._Forward._slim_slopes
-
-    def spy(self: engine._Forward, layer: int, a: np.ndarray, d: np.ndarray) -> None:
-        original(self, layer, a, d)
-        slimmed.append(self.exceptions[layer] is not None)
-
-    monkeypatch.setattr(engine._Forward, "_slim_slopes", spy)
-    slim = backprop(x, weights, activation)
-    monkeypatch.setattr(engine._Forward, "_slim_slopes", lambda *args: None)
-    dense = backprop(x, weights, activation)
-    # At scale 0.7 every layer keeps only its few saturated slopes; at 30 more than a quarter
-    # of the units saturate, and every slope is kept.
-    assert slimmed == [scale < 1] * depth
-    np.testing.assert_allclose(slim.log10_grad_norms, dense.log10_grad_norms, rtol=1e-12)
-    np.testing.assert_allclose(
-        slim.log10_weight_grad_norms, dense.log10_weight_grad_norms, rtol=1e-12
-    )
-
-
-@pytest.mark.parametrize(
-    ("batchnorm", "residual", "with_biases", "upstream"),
-    [(False, False, False, False), (True, False, True, True), (False, True, True, False)],
-)
-def test_a_stack_split_over_threads_gives_what_one_thread_gives(
-    monkeypatch: pytest.MonkeyPatch,
-    batchnorm: bool,
-    residual: bool,
-    with_biases: bool,
-    upstream: bool,
-) -> None:
-    rng = np.random.default_rng(13)
-    trials, depth, width, batch = 7, 6, 64, 32  # 2048 outputs a network: large, BLAS-small
-    weights = list(rng.normal(0, 1 / np.sqrt(width), size=(depth, trials, width, width)))
-    biases = list(rng.normal(0, 0.1, size=(depth, trials, width))) if with_biases else None
-    x = rng.normal(size=(batch, width))
-    dz = rng.normal(size=(trials, batch, width)) if upstream else None
-
-    def run() -> object:
-        return backprop(
-            x,
-            weights,
-            "tanh",
-            biases=biases,
-            batchnorm=batchnorm,
-            residual=residual,
-            upstream=dz,
-        )
-
-    monkeypatch.setenv("VANGRAD_NUM_THREADS", "1")
-    alone = run()
-    monkeypatch.setenv("VANGRAD_NUM_THREADS", "3")
-    assert engine._thread_parts(x, weights, (trials,), upstream=dz, keep_grads=False) == 3
-    split = run()
-    for name in (*PER_NETWORK_RESULTS, "log10_bias_grad_norms"):
-        np.testing.assert_array_equal(getattr(split, name), getattr(alone, name), err_msg=name)
-    assert split.overflow_layer == alone.overflow_layer
-
-
-def test_sweep_style_stacks_split_along_the_gain_axis(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Base weights (trials, n, n) and a gain (scales, 1): a (scales, trials) stack whose first
-    # axis exists only in the gain.
-    rng = np.random.default_rng(14)
-    weights = list(rng.normal(0, 1 / 8, size=(5, 3, 64, 64)))
-    x = rng.normal(size=(3, 16, 64))
-    gain = np.array([[0.5], [1.0], [1.5], [2.0]])
-    act = get_activation("relu")
-    monkeypatch.setenv("VANGRAD_NUM_THREADS", "1")
-    alone = _run(x, weights, act, gain=gain, weight_grads=False)
-    monkeypatch.setenv("VANGRAD_NUM_THREADS", "2")
-    assert engine._thread_parts(x, weights, (4, 3), upstream=None, keep_grads=False) == 2
-    split = _run(x, weights, act, gain=gain, weight_grads=False)
-    assert split.log10_grad_norms.shape == (4, 3, 6)
-    np.testing.assert_array_equal(split.log10_grad_norms, alone.log10_grad_norms)
-    np.testing.assert_array_equal(split.trial_overflow_layer, alone.trial_overflow_layer)
-
-
-def test_an_upstream_in_fortran_order_keeps_the_exact_saturated_slopes() -> None:
-    # Large plain tanh layer, units saturated beyond |z| = 19 where 1 - a^2 is 0: the engine
-    # must use the exact slopes it kept, whatever the memory order of the upstream gradient.
-    rng = np.random.default_rng(15)
-    weights = [rng.normal(0, 1 / np.sqrt(128), size=(128, 128)) for _ in range(2)]
-    weights[1][:, :8] *= 400.0  # eight units saturate hard in the top layer
-    x = rng.normal(size=(64, 128))
-    upstream = np.zeros((64, 128))
-    upstream[:, :8] = 1.0  # the loss reads only the saturated units
-    c_order = backprop(x, weights, "tanh", upstream=upstream)
-    f_order = backprop(x, weights, "tanh", upstream=np.asfortranarray(upstream))
-    assert np.isfinite(c_order.log10_grad_norms).all()
-    np.testing.assert_array_equal(f_order.log10_grad_norms, c_order.log10_grad_norms)
-
-
-def test_grouped_layers_take_a_custom_activation_that_returns_a_scalar() -> None:
+def test_a_custom_activation_that_returns_a_scalar_is_broadcast() -> None:
     half = Activation("half", lambda z: np.float64(0.5), lambda z: 0.0, 1.0, True)
     rng = np.random.default_rng(16)
     flow = backprop(rng.normal(size=(4, 3)), [rng.normal(size=(3, 3)) for _ in range(3)], half)
@@ -826,71 +631,15 @@ def test_grouped_layers_take_a_custom_activation_that_returns_a_scalar() -> None
     np.testing.assert_allclose(flow.activation_mean, 0.5)
 
 
-def test_a_network_whose_forward_pass_overflowed_does_not_slow_its_stack(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.mark.parametrize("part", ["function", "derivative"])
+@pytest.mark.parametrize("width", [3, 128])  # small layers run in groups, large ones alone
+def test_a_custom_activation_of_the_wrong_shape_is_named(part: str, width: int) -> None:
+    def bad(z: np.ndarray) -> np.ndarray:
+        return z[:1]
+
+    function, derivative = (bad, np.ones_like) if part == "function" else (np.copy, bad)
+    broken = Activation("broken", function, derivative, 1.0, False)
     rng = np.random.default_rng(17)
-    weights = list(rng.normal(0, 1 / np.sqrt(8), size=(200, 4, 8, 8)))
-    for w in weights[:8]:
-        w[1] *= 1e40  # trial 1 overflows within the first layers
-    x = rng.normal(size=(4, 2, 8))
-    propagated = []
-    original = engine._Backward._propagate
-
-    def spy(self: engine._Backward, chunk: range, *, in_place: bool) -> object:
-        propagated.append(len(chunk))
-        return original(self, chunk, in_place=in_place)
-
-    monkeypatch.setattr(engine._Backward, "_propagate", spy)
-    flow = backprop(x, weights, "gelu")
-    assert flow.trial_overflow_layer[1] > 0
-    assert flow.trial_overflow_layer[[0, 2, 3]].tolist() == [0, 0, 0]
-    assert sum(propagated) == 200  # every layer once: no chunk was run again
-    assert np.isfinite(flow.log10_grad_norms[[0, 2, 3]]).all()
-
-
-def test_a_weight_gradient_that_would_overflow_in_a_chunk_is_run_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # h_0 of 1e300 and a gradient that grows 1e10 a layer: unscaled over a chunk, h_0^T dz
-    # would overflow, though rescaled every layer it is finite.
-    x = np.zeros((2, 3))
-    x[:, 0] = 1e300
-    first = np.eye(3)
-    first[0, 0] = 1e-300
-    weights = [first] + [1e10 * np.eye(3)] * 7
-    grouped, alone = _both_schedules(monkeypatch, lambda: backprop(x, weights, "linear"))
-    assert np.isfinite(alone.log10_weight_grad_norms).all()
-    np.testing.assert_allclose(
-        grouped.log10_weight_grad_norms, alone.log10_weight_grad_norms, rtol=1e-12
-    )
-
-
-# Python 3.12+ warns about fork() in a process with threads: that hazard is what is tested.
-@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-def test_a_forked_process_can_still_run_stacks_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("VANGRAD_NUM_THREADS", "2")
-    rng = np.random.default_rng(18)
-    weights = list(rng.normal(0, 1 / 8, size=(3, 4, 64, 64)))
-    x = rng.normal(size=(32, 64))
-    assert engine._thread_parts(x, weights, (4,), upstream=None, keep_grads=False) == 2
-    expected = backprop(x, weights, "tanh").log10_grad_norms  # the parent's pool now exists
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_run_and_report, args=(x, weights, queue))
-    child.start()
-    child.join(timeout=60)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("the forked child hung on the thread pool it inherited")
-    np.testing.assert_array_equal(queue.get(timeout=5), expected)
-
-
-def _run_and_report(x: np.ndarray, weights: list[np.ndarray], queue: object) -> None:
-    queue.put(backprop(x, weights, "tanh").log10_grad_norms)
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
-def test_glibc_agrees_to_keep_freed_memory() -> None:
-    assert keep_freed_memory() is True
-    assert keep_freed_memory() is True  # asked once; the answer is remembered
+    weights = [rng.normal(size=(width, width)) for _ in range(3)]
+    with pytest.raises(TypeError, match=rf"activation 'broken': its {part} returned an array"):
+        backprop(rng.normal(size=(64, width)), weights, broken)

@@ -7,6 +7,9 @@ import pytest
 
 from vangrad import INITIALIZERS, backprop, simulate, sweep
 
+# Every result here holds on both engines (VANGRAD_ENGINE=reference and fast).
+pytestmark = pytest.mark.usefixtures("engine")
+
 
 def test_simulate_shapes() -> None:
     one = simulate(depth=3, width=4, activation="tanh", init="xavier_normal", batch_size=8)

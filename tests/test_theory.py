@@ -27,6 +27,9 @@ from vangrad.theory import (
     variance_sequence,
 )
 
+# Every result here holds on both engines (VANGRAD_ENGINE=reference and fast).
+pytestmark = pytest.mark.usefixtures("engine")
+
 # Variances on both sides of the switch from Gauss-Hermite (q <= 1) to the composite rule.
 QS = np.array([1e-8, 0.01, 0.3, 1.0, 1.5, 5.0, 45.0, 200.0])
 

@@ -17,6 +17,9 @@ from vangrad.training import (
     train,
 )
 
+# Every result here holds on both engines (VANGRAD_ENGINE=reference and fast).
+pytestmark = pytest.mark.usefixtures("engine")
+
 ARCHITECTURES = {
     "sigmoid": {"activation": "sigmoid", "init": "xavier_normal"},
     "tanh-residual": {"activation": "tanh", "init": "xavier_normal", "residual": True},

@@ -7,7 +7,8 @@ forward and backward passes through deep networks) in the engine modules.
 from vangrad.activations import ACTIVATIONS, Activation, get_activation
 from vangrad.bounds import SIGMOID_DERIVATIVE_MAX, gradient_bound, log10_gradient_bound
 from vangrad.clipping import clip_by_norm
-from vangrad.engine import GradientFlow, backprop
+from vangrad.engine import backprop
+from vangrad.flow import GradientFlow
 from vangrad.initializers import INITIALIZERS, Initializer, get_initializer
 from vangrad.simulation import simulate
 from vangrad.sweep import Sweep, sweep

@@ -1,9 +1,10 @@
 """How many threads vangrad may use, and the pool that runs independent networks in parallel.
 
 numpy releases the GIL inside its matrix products and elementwise loops, so independent
-networks of a stack run in parallel on Python threads. vangrad uses as many threads as it is
-told to (`VANGRAD_NUM_THREADS`), otherwise as many as numpy's BLAS is told to
-(`OPENBLAS_NUM_THREADS`, then `OMP_NUM_THREADS`), otherwise one per CPU it may run on.
+networks of a stack run in parallel on Python threads. vangrad uses as many threads as
+`VANGRAD_NUM_THREADS` says, otherwise one per CPU the process may run on. It reads no other
+library's variable: `OPENBLAS_NUM_THREADS` sizes BLAS's own pool, which the fast engine only
+uses alongside these threads for products too small for BLAS to thread.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ __all__ = ["map_in_threads", "thread_count"]
 
 T = TypeVar("T")
 
-_VARIABLES = ("VANGRAD_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 _pools: dict[int, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
@@ -34,10 +34,11 @@ if hasattr(os, "register_at_fork"):
 
 def thread_count() -> int:
     """The number of threads vangrad may use (at least 1); see the module docstring."""
-    for name in _VARIABLES:
-        value = os.environ.get(name, "").strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
+    value = os.environ.get("VANGRAD_NUM_THREADS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"VANGRAD_NUM_THREADS must be an integer >= 1, got {value!r}")
+        return int(value)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux

@@ -22,6 +22,7 @@ __all__ = [
     "check_nonnegative_float",
     "check_positive_float",
     "check_positive_int",
+    "check_seed",
 ]
 
 
@@ -147,3 +148,18 @@ def check_float_dtype(name: str, value: object) -> np.dtype:
         ) from error
     check_choice(name, dtype.name, ("float32", "float64"))
     return dtype
+
+
+def check_seed(seed: object) -> np.random.Generator:
+    """Return `seed` if it is a `numpy.random.Generator`, else `np.random.default_rng(seed)`.
+
+    Every public function that draws random numbers takes either: an integer >= 0 for a
+    reproducible draw, or a generator to continue drawing from.
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, bool | np.bool_) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            f"seed must be an integer >= 0 or a numpy.random.Generator, got {_describe(seed)}"
+        )
+    return np.random.default_rng(check_positive_int("seed", seed, minimum=0))

@@ -17,7 +17,7 @@ import numpy as np
 
 from vangrad._validation import check_choice, check_positive_float
 
-__all__ = ["ACTIVATIONS", "Activation", "get_activation"]
+__all__ = ["ACTIVATIONS", "Activation", "conform_to_layer", "get_activation", "values_and_slopes"]
 
 ArrayFunction = Callable[[np.ndarray], np.ndarray]
 
@@ -65,19 +65,21 @@ class Activation:
     squashing: bool
     description: str = ""
     params: Mapping[str, float] = field(default_factory=dict)
-    _both: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = field(
-        default=None, repr=False
+    # What the engines use beyond the public fields, set only for the built-in activations
+    # (see `_built_in`): not constructor arguments.
+    both: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = field(
+        default=None, init=False, repr=False
     )
-    _factory: Callable[..., Activation] | None = field(default=None, repr=False)
-    # `phi'(z)` from `a = phi(z)`, where that is exact (ReLU: z > 0 exactly when a > 0). The
-    # engine then caches no derivative (for a plain network `a` is the next layer's input, which
-    # it keeps anyway) and derives it in the backward pass. It may return a boolean mask.
-    _slope_from_value: ArrayFunction | None = field(default=None, repr=False)
-    # `phi'(z)` from `a`, exact for most entries but not all (tanh: 1 - a^2 cancels where
-    # |z| > 2). For large plain layers the engine caches `a` (the next layer's input anyway)
-    # and the true slopes of only the entries where this differs from them, instead of a whole
-    # array of slopes: about half the cache.
-    _approximate_slope_from_value: ArrayFunction | None = field(default=None, repr=False)
+    """`(phi(z), phi'(z))` in one pass (one `exp` serves both for tanh and sigmoid)."""
+    factory: Callable[..., Activation] | None = field(default=None, init=False, repr=False)
+    """What rebuilds the activation with other parameters (`with_params`)."""
+    slope_from_value: ArrayFunction | None = field(default=None, init=False, repr=False)
+    """`phi'(z)` from `a = phi(z)`, where that is exact (ReLU: `z > 0` exactly when `a > 0`;
+    it may return a boolean mask). The fast engine then caches no slopes for the layer."""
+    approximate_slope_from_value: ArrayFunction | None = field(default=None, init=False, repr=False)
+    """`phi'(z)` from `a`, exact for most entries but not all (tanh: `1 - a^2` cancels where
+    `|z| > 2`). For large plain layers the fast engine keeps `a` and the true slopes of only
+    the entries where this differs from them: about half the memory of every slope."""
 
     def value_and_derivative(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return `(phi(z), phi'(z))`, sharing the work between the two where possible.
@@ -93,8 +95,8 @@ class Activation:
             #> [0.0, 0.7616] [1.0, 0.42]
             ```
         """
-        if self._both is not None:
-            return self._both(z)
+        if self.both is not None:
+            return self.both(z)
         return self.function(z), self.derivative(z)
 
     def with_params(self, **params: float) -> Activation:
@@ -116,13 +118,41 @@ class Activation:
         if not params:
             return self
         unknown = sorted(set(params) - set(self.params))
-        if unknown or self._factory is None:
+        if unknown or self.factory is None:
             accepted = sorted(self.params) or "none"
             raise TypeError(
                 f"activation {self.name!r} got unexpected parameters {unknown or sorted(params)}; "
                 f"it accepts: {accepted}"
             )
-        return self._factory(**{**self.params, **params})
+        return self.factory(**{**self.params, **params})
+
+
+def conform_to_layer(
+    activation: Activation, part: str, result: object, z: np.ndarray
+) -> np.ndarray:
+    """`result` of `activation.<part>(z)` as an array shaped like `z`, or a `TypeError`.
+
+    A scalar (a constant derivative, say) is broadcast; any other shape that is not `z`'s is a
+    bug in a custom activation, which numpy would otherwise broadcast silently.
+    """
+    shape = np.shape(result)
+    if shape == z.shape:
+        return result  # type: ignore[return-value]
+    if shape == ():
+        return np.broadcast_to(result, z.shape).astype(z.dtype)
+    raise TypeError(
+        f"activation {activation.name!r}: its {part} returned an array of shape {shape} for "
+        f"z of shape {z.shape}; it must return an array shaped like z (or a scalar)"
+    )
+
+
+def values_and_slopes(activation: Activation, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`phi(z)` and `phi'(z)`, both shaped like `z` (see `conform_to_layer`)."""
+    value, slope = activation.value_and_derivative(z)
+    return (
+        conform_to_layer(activation, "function", value, z),
+        conform_to_layer(activation, "derivative", slope, z),
+    )
 
 
 # --- the functions -------------------------------------------------------------------------------
@@ -339,6 +369,13 @@ def _maximise(function: ArrayFunction, low: float, high: float) -> float:
     return float(np.max(function(np.linspace(low, high, 1001))))
 
 
+def _built_in(activation: Activation, **internals: object) -> Activation:
+    """`activation` with the engine's internals set (`both`, `factory`, `slope_from_value`, ...)."""
+    for name, value in internals.items():
+        object.__setattr__(activation, name, value)  # frozen: set once, before anyone has it
+    return activation
+
+
 # --- the parameterised families ---------------------------------------------------------------
 
 
@@ -351,15 +388,17 @@ def _leaky_relu(slope: float = 0.01) -> Activation:
     def derivative(z: np.ndarray) -> np.ndarray:
         return np.where(z > 0, 1.0, slope).astype(_float_dtype(z), copy=False)
 
-    return Activation(
-        name="leaky_relu",
-        description=f"leaky ReLU: z for z > 0, {slope:g} z otherwise",
-        function=function,
-        derivative=derivative,
-        derivative_max=max(1.0, slope),
-        squashing=False,
-        params={"slope": slope},
-        _factory=_leaky_relu,
+    return _built_in(
+        Activation(
+            name="leaky_relu",
+            description=f"leaky ReLU: z for z > 0, {slope:g} z otherwise",
+            function=function,
+            derivative=derivative,
+            derivative_max=max(1.0, slope),
+            squashing=False,
+            params={"slope": slope},
+        ),
+        factory=_leaky_relu,
     )
 
 
@@ -382,61 +421,75 @@ def _elu(alpha: float = 1.0) -> Activation:
         part *= alpha
         return np.where(z > 0, 1.0, part).astype(_float_dtype(z), copy=False)
 
-    return Activation(
-        name="elu",
-        description=f"ELU: z for z > 0, {alpha:g} (exp(z) - 1) otherwise",
-        function=function,
-        derivative=derivative,
-        # 1 on the right; alpha exp(z) approaches alpha from the left.
-        derivative_max=max(1.0, alpha),
-        squashing=False,
-        params={"alpha": alpha},
-        _factory=_elu,
+    return _built_in(
+        Activation(
+            name="elu",
+            description=f"ELU: z for z > 0, {alpha:g} (exp(z) - 1) otherwise",
+            function=function,
+            derivative=derivative,
+            # 1 on the right; alpha exp(z) approaches alpha from the left.
+            derivative_max=max(1.0, alpha),
+            squashing=False,
+            params={"alpha": alpha},
+        ),
+        factory=_elu,
     )
 
 
 ACTIVATIONS: Mapping[str, Activation] = MappingProxyType(
     {
-        "sigmoid": Activation(
-            name="sigmoid",
-            description="logistic sigmoid 1 / (1 + exp(-z)); derivative at most 1/4, at z = 0",
-            function=_sigmoid,
-            derivative=_sigmoid_derivative,
-            derivative_max=0.25,
-            squashing=True,
-            _both=_sigmoid_both,
-            _approximate_slope_from_value=_sigmoid_slope_from_value,
+        "sigmoid": _built_in(
+            Activation(
+                name="sigmoid",
+                description=(
+                    "logistic sigmoid 1 / (1 + exp(-z)); derivative at most 1/4, at z = 0"
+                ),
+                function=_sigmoid,
+                derivative=_sigmoid_derivative,
+                derivative_max=0.25,
+                squashing=True,
+            ),
+            both=_sigmoid_both,
+            approximate_slope_from_value=_sigmoid_slope_from_value,
         ),
-        "tanh": Activation(
-            name="tanh",
-            description="hyperbolic tangent; derivative at most 1, at z = 0",
-            function=np.tanh,
-            derivative=_tanh_derivative,
-            derivative_max=1.0,
-            squashing=True,
-            _both=_tanh_both,
-            _approximate_slope_from_value=_tanh_slope_from_value,
+        "tanh": _built_in(
+            Activation(
+                name="tanh",
+                description="hyperbolic tangent; derivative at most 1, at z = 0",
+                function=np.tanh,
+                derivative=_tanh_derivative,
+                derivative_max=1.0,
+                squashing=True,
+            ),
+            both=_tanh_both,
+            approximate_slope_from_value=_tanh_slope_from_value,
         ),
-        "relu": Activation(
-            name="relu",
-            description="ReLU max(z, 0); derivative 1 for z > 0 and 0 otherwise (0 at z = 0)",
-            function=_relu,
-            derivative=_relu_derivative,
-            derivative_max=1.0,
-            squashing=False,
-            _slope_from_value=_positive,
+        "relu": _built_in(
+            Activation(
+                name="relu",
+                description=("ReLU max(z, 0); derivative 1 for z > 0 and 0 otherwise (0 at z = 0)"),
+                function=_relu,
+                derivative=_relu_derivative,
+                derivative_max=1.0,
+                squashing=False,
+            ),
+            slope_from_value=_positive,
         ),
         "leaky_relu": _leaky_relu(),
         "elu": _elu(),
-        "gelu": Activation(
-            name="gelu",
-            description="GELU, tanh approximation: 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))",
-            function=_gelu,
-            derivative=_gelu_derivative,
-            # About 1.129, at z of about 1.5: computed, not typed.
-            derivative_max=_maximise(_gelu_derivative, 0.0, 4.0),
-            squashing=False,
-            _both=_gelu_both,
+        "gelu": _built_in(
+            Activation(
+                name="gelu",
+                description=(
+                    "GELU, tanh approximation: 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))"
+                ),
+                function=_gelu,
+                derivative=_gelu_derivative,
+                # About 1.129, at z of about 1.5: computed, not typed.
+                derivative_max=_maximise(_gelu_derivative, 0.0, 4.0),
+                squashing=False,
+            ),
+            both=_gelu_both,
         ),
         "softplus": Activation(
             name="softplus",

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from vangrad._validation import check_nonnegative_float, check_positive_float, check_positive_int
-from vangrad.simulation import _make_rng
+from vangrad._validation import (
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+)
 
 __all__ = ["spirals"]
 
@@ -63,7 +67,7 @@ def spirals(
     classes = check_positive_int("classes", classes, minimum=2)
     turns = check_positive_float("turns", turns)
     noise = check_nonnegative_float("noise", noise)
-    rng = _make_rng(seed)
+    rng = check_seed(seed)
 
     labels = np.repeat(np.arange(classes), n_per_class)
     # sqrt of a uniform draw: the density of points per unit length of arc stays roughly even.

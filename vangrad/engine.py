@@ -1,5 +1,9 @@
 """The engine: one forward and one backward pass through a deep network, with gradient norms.
 
+This module is the reference implementation, written to be read: a forward loop that keeps one
+record per layer, and a backward loop that applies the chain rule to those records, one step
+per line. The site's page *How the engine works* walks through it.
+
 Conventions. Layers `l = 1..L` have weights `W_l` of shape `(n_{l-1}, n_l)`; the input batch is
 `h_0 = x`, shape `(batch, n_0)`. Each layer computes
 
@@ -12,114 +16,66 @@ Conventions. Layers `l = 1..L` have weights `W_l` of shape `(n_{l-1}, n_l)`; the
 The loss is the sum of every element of `h_L` (an upstream gradient of ones) unless the caller
 passes another upstream gradient.
 
-Log space. The backward pass is linear in the upstream gradient, so the running gradient is
-rescaled to unit norm (after every layer, or every few small layers while it stays far inside
-the float range) and the logarithm of the scale is accumulated. The `log10` norms are therefore
-exact at any depth, even where the norms themselves underflow to 0.0.
+Log space. The backward pass is linear in the upstream gradient, so after every layer the
+running gradient is divided by (the power of two nearest below) its norm and the logarithm of
+that divisor is added to a running `log10` scale. The `log10` norms are therefore exact at any
+depth, even where the norms themselves would underflow to 0.0.
 
 Stacks. Weights of shape `(trials, n_{l-1}, n_l)` describe `trials` independent networks, run
 together with batched matrix products; `x` is then `(trials, batch, n_0)`, or `(batch, n_0)`
 shared by every trial.
 
-Speed. Small layers (fewer than `GROUP_ELEMENTS` outputs) run in groups: per layer only the
-product and the activation, then the slopes, statistics and norms of the whole group at once,
-because numpy's per-call overhead, not arithmetic, is their cost. A large stack of small
-networks is split over threads (`VANGRAD_NUM_THREADS`, else `OPENBLAS_NUM_THREADS` or
-`OMP_NUM_THREADS`, else one per CPU), with bitwise the same results. glibc is asked to keep
-freed memory for reuse (`VANGRAD_KEEP_FREED_MEMORY=0` opts out; see `vangrad._memory`).
-`benchmarks/README.md` has the measurements.
+Two engines. `vangrad.fast_engine` computes the same results faster (small layers in groups,
+threads over a stack); the tests hold it to this one. The environment variable
+`VANGRAD_ENGINE` chooses, per call: `fast` (the default) or `reference`.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from vangrad._memory import keep_freed_memory
-from vangrad._threads import map_in_threads, thread_count
-from vangrad._validation import check_bool, check_finite_array, check_finite_arrays
-from vangrad.activations import Activation, get_activation
+from vangrad import fast_engine
+from vangrad._validation import check_bool, check_choice
+from vangrad.activations import Activation, values_and_slopes
+from vangrad.flow import (
+    BATCHNORM_EPSILON,
+    SATURATION_THRESHOLD,
+    GradientFlow,
+    frobenius_norms,
+    overflow_layers,
+    rescale_divisor,
+    unscale,
+)
+from vangrad.network_checks import (
+    check_activation,
+    check_batch_for_batchnorm,
+    check_biases,
+    check_input,
+    check_residual_widths,
+    check_upstream,
+    check_weights,
+)
 
-__all__ = ["BATCHNORM_EPSILON", "GradientFlow", "backprop"]
+__all__ = [
+    "ENGINES",
+    "Gradients",
+    "Layer",
+    "backprop",
+    "backward",
+    "forward",
+    "run_network",
+    "run_reference",
+]
 
-BATCHNORM_EPSILON = 1e-5
-"""Added to the batch variance before the square root in batch normalisation."""
+ENGINES = ("fast", "reference")
+"""The values `VANGRAD_ENGINE` takes; `fast` when it is not set."""
 
-SATURATION_THRESHOLD = 0.01
-"""A unit is saturated when `|phi'(z)|` is below this fraction of the activation's maximum."""
-
-
-@dataclass(frozen=True, eq=False)
-class GradientFlow:
-    """What one forward and backward pass measured.
-
-    Shapes: `(L + 1,)` and `(L,)` for a single network; `(trials, L + 1)` and `(trials, L)` for a
-    stack. Index 0 of the gradient arrays is the input `x`, index `L` the output `h_L`; index
-    `l - 1` of the per-layer arrays is layer `l`.
-
-    Attributes:
-        log10_grad_norms: `log10` of the Frobenius norm of `dLoss/dh_l`, for `l = 0..L`. Exact
-            at any depth; `-inf` only where the gradient is exactly zero.
-        log10_weight_grad_norms: `log10` of the Frobenius norm of `dLoss/dW_l`, for `l = 1..L`.
-        log10_bias_grad_norms: `log10` of the norm of `dLoss/db_l`, for `l = 1..L`, when the
-            network has biases; otherwise `None`.
-        activation_mean: The mean of `a_l = phi(z_l)` over the batch and the units.
-        activation_std: The standard deviation of `a_l` over the batch and the units.
-        saturated_fraction: The fraction of units (over the batch) whose local derivative
-            `|phi'(z_l)|` is below 1% of the activation's `derivative_max`. For ReLU that is the
-            fraction of inactive units (dying ReLU); for leaky ReLU with slope 0.01 it is 0.
-        overflow_layer: The first layer (1..L) in which a forward value (`z_l`, the batch
-            variance or `h_l`) became inf or nan, in any trial; `None` if none did. Gradients
-            after an overflow are not meaningful.
-        trial_overflow_layer: The same per trial (an int array, 0 where the trial never
-            overflowed).
-        activation: The activation used.
-        batchnorm: Whether batch normalisation was on.
-        residual: Whether residual connections were on.
-        grads: With `keep_grads=True`, the gradients `dLoss/dh_l` for `l = 0..L` (each shaped
-            like `h_l`, per trial); otherwise `None`. Plain floats: they can underflow.
-        weight_grads: With `keep_grads=True`, the gradients `dLoss/dW_l` for `l = 1..L`;
-            otherwise `None`.
-        bias_grads: With `keep_grads=True` and biases, the gradients `dLoss/db_l` for
-            `l = 1..L` (shape `(n_l,)`, or `(trials, n_l)`); otherwise `None`.
-    """
-
-    log10_grad_norms: np.ndarray
-    log10_weight_grad_norms: np.ndarray
-    activation_mean: np.ndarray
-    activation_std: np.ndarray
-    saturated_fraction: np.ndarray
-    overflow_layer: int | None
-    trial_overflow_layer: np.ndarray = field(repr=False)
-    activation: Activation = field(repr=False)
-    batchnorm: bool = False
-    residual: bool = False
-    grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
-    weight_grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
-    log10_bias_grad_norms: np.ndarray | None = field(default=None, repr=False)
-    bias_grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
-
-    @property
-    def depth(self) -> int:
-        """The number of layers `L`."""
-        return self.log10_weight_grad_norms.shape[-1]
-
-    @property
-    def grad_norms(self) -> np.ndarray:
-        """`10 ** log10_grad_norms`: the norms as floats, which underflow to 0.0 in deep stacks."""
-        with np.errstate(under="ignore", over="ignore"):
-            return np.power(10.0, self.log10_grad_norms)
-
-    @property
-    def weight_grad_norms(self) -> np.ndarray:
-        """`10 ** log10_weight_grad_norms`, which underflows to 0.0 in deep stacks."""
-        with np.errstate(under="ignore", over="ignore"):
-            return np.power(10.0, self.log10_weight_grad_norms)
+Upstream = np.ndarray | Callable[[np.ndarray], np.ndarray] | None
 
 
 def backprop(
@@ -173,31 +129,28 @@ def backprop(
         #> -19.8
         ```
     """
-    act = _check_activation(activation)
+    act = check_activation(activation)
     batchnorm = check_bool("batchnorm", batchnorm)
     residual = check_bool("residual", residual)
     keep_grads = check_bool("keep_grads", keep_grads)
-    checked = _check_weights(weights)
-    x_array = _check_input(x, checked)
+    checked = check_weights(weights)
+    x_array = check_input(x, checked)
     dtype = np.result_type(x_array, *checked)
     x_array = x_array.astype(dtype, copy=False)
     checked = [w.astype(dtype, copy=False) for w in checked]
     checked_biases = None
     if biases is not None:
-        checked_biases = [b.astype(dtype, copy=False) for b in _check_biases(biases, checked)]
-    if batchnorm and x_array.shape[-2] < 2:
-        raise ValueError(
-            f"batchnorm=True needs a batch of at least 2 samples (the batch variance of one "
-            f"sample is 0), got x of shape {x_array.shape}"
-        )
+        checked_biases = [b.astype(dtype, copy=False) for b in check_biases(biases, checked)]
+    if batchnorm:
+        check_batch_for_batchnorm(x_array.shape[-2], f"x of shape {x_array.shape}")
     if residual:
-        _check_square(checked)
+        check_residual_widths(checked)
     stack = np.broadcast_shapes(x_array.shape[:-2], *(w.shape[:-2] for w in checked))
     output_shape = (*stack, x_array.shape[-2], checked[-1].shape[-1])
     upstream_array = None
     if upstream is not None:
-        upstream_array = _check_upstream(upstream, output_shape, dtype)
-    return _run(
+        upstream_array = check_upstream(upstream, output_shape, dtype)
+    return run_network(
         x_array,
         checked,
         act,
@@ -209,1041 +162,295 @@ def backprop(
     )
 
 
-# --- argument checks ----------------------------------------------------------------------------
-
-
-def _check_activation(activation: object) -> Activation:
-    if not isinstance(activation, str | Activation):
-        raise TypeError(
-            "activation must be a name such as 'tanh' or an Activation, "
-            f"got {type(activation).__name__}"
-        )
-    return get_activation(activation)
-
-
-def _check_weights(weights: object) -> list[np.ndarray]:
-    if not isinstance(weights, list | tuple):
-        raise TypeError(
-            f"weights must be a list of arrays, one per layer, got {type(weights).__name__}"
-        )
-    if not weights:
-        raise ValueError("weights must hold at least one layer, got an empty list")
-    checked = check_finite_arrays("weights", weights, ndim=(2, 3))
-    ndim = checked[0].ndim
-    for i, w in enumerate(checked):
-        if w.ndim != ndim:
-            raise ValueError(
-                f"weights[{i}] has shape {w.shape} but weights[0] has shape {checked[0].shape}: "
-                "use 2-D weights for one network or 3-D (trials, n_in, n_out) for all layers"
-            )
-        if ndim == 3 and w.shape[0] != checked[0].shape[0]:
-            raise ValueError(
-                f"weights[{i}] stacks {w.shape[0]} trials but weights[0] stacks "
-                f"{checked[0].shape[0]}"
-            )
-        if 0 in w.shape:
-            raise ValueError(f"weights[{i}] has shape {w.shape}: every dimension must be >= 1")
-        if i > 0 and w.shape[-2] != checked[i - 1].shape[-1]:
-            raise ValueError(
-                f"weights[{i}] has shape {w.shape} but layer {i} outputs "
-                f"{checked[i - 1].shape[-1]} features"
-            )
-    return checked
-
-
-def _check_biases(biases: object, weights: list[np.ndarray]) -> list[np.ndarray]:
-    if not isinstance(biases, list | tuple):
-        raise TypeError(
-            f"biases must be a list of vectors, one per layer, got {type(biases).__name__}"
-        )
-    if len(biases) != len(weights):
-        raise ValueError(
-            f"biases must hold one vector per layer: got {len(biases)} for {len(weights)} layers"
-        )
-    checked = []
-    for i, (b, w) in enumerate(zip(biases, weights, strict=True)):
-        expected = (*w.shape[:-2], w.shape[-1])
-        array = check_finite_array(f"biases[{i}]", b, ndim=(1, 2))
-        if array.shape != expected and array.shape != expected[-1:]:
-            raise ValueError(
-                f"biases[{i}] has shape {array.shape} but weights[{i}] has shape {w.shape}: "
-                f"expected {expected}" + (f" or {expected[-1:]}" if len(expected) == 2 else "")
-            )
-        checked.append(array[..., np.newaxis, :])
-    return checked
-
-
-def _check_input(x: object, weights: list[np.ndarray]) -> np.ndarray:
-    stacked = weights[0].ndim == 3
-    x_array = check_finite_array("x", x, ndim=(2, 3) if stacked else (2,))
-    if 0 in x_array.shape:
-        raise ValueError(
-            f"x must hold at least one sample of at least one feature, got shape {x_array.shape}"
-        )
-    if x_array.ndim == 3 and x_array.shape[0] != weights[0].shape[0]:
-        raise ValueError(
-            f"x stacks {x_array.shape[0]} trials but the weights stack {weights[0].shape[0]}"
-        )
-    if x_array.shape[-1] != weights[0].shape[-2]:
-        raise ValueError(
-            f"weights[0] has shape {weights[0].shape} but x has {x_array.shape[-1]} features "
-            f"(x has shape {x_array.shape})"
-        )
-    return x_array
-
-
-def _check_square(weights: list[np.ndarray]) -> None:
-    for i, w in enumerate(weights):
-        if w.shape[-2] != w.shape[-1]:
-            raise ValueError(
-                f"residual=True needs every layer to keep its width (h_l = h_(l-1) + a_l), but "
-                f"weights[{i}] has shape {w.shape}"
-            )
-
-
-def _check_upstream(upstream: object, output_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    array = check_finite_array("upstream", upstream, ndim=range(len(output_shape) + 1))
-    with np.errstate(over="ignore"):
-        cast = array.astype(dtype, copy=False)
-    if not np.all(np.isfinite(cast)):
-        raise ValueError(f"upstream overflows in {np.dtype(dtype).name}, the network's dtype")
-    try:
-        return np.broadcast_to(cast, output_shape)
-    except ValueError as error:
-        raise ValueError(
-            f"upstream has shape {array.shape} but the output h_L has shape {output_shape}"
-        ) from error
-
-
-# --- the computation -----------------------------------------------------------------------------
-
-
-def _sum_of_squares(a: np.ndarray) -> np.ndarray:
-    """Sum of squares over the last two axes, as float64 (a dot product: fast, no temporary)."""
-    flat = a.reshape(*a.shape[:-2], -1)  # a view for the contiguous arrays the engine makes
-    return np.vecdot(flat, flat).astype(np.float64, copy=False)
-
-
-_SMALLEST_SAFE_SQUARE: dict[np.dtype, float] = {}  # np.finfo costs microseconds a call
-
-
-def _norms(a: np.ndarray) -> np.ndarray:
-    """Return the Frobenius norm over the last two axes, in float64, without over/underflow."""
-    squares = _sum_of_squares(a)
-    smallest = _SMALLEST_SAFE_SQUARE.get(a.dtype)
-    if smallest is None:
-        smallest = _SMALLEST_SAFE_SQUARE.setdefault(
-            a.dtype, float(np.finfo(a.dtype).smallest_normal) * 1e4
-        )
-    if squares.min() > smallest and squares.max() < np.inf:
-        return np.sqrt(squares)
-    # Rare: scale by the largest entry so that the squares neither overflow nor underflow.
-    largest = np.max(np.abs(a), axis=(-2, -1), keepdims=True)
-    safe = np.where((largest > 0) & np.isfinite(largest), largest, 1)
-    squares = _sum_of_squares(a / safe)
-    return np.sqrt(squares) * safe[..., 0, 0].astype(np.float64)
-
-
-def _divisor(norms: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Norms to divide by, with 1 where the norm is 0 or not finite (nothing to rescale)."""
-    usable = (norms > 0) & np.isfinite(norms)
-    return np.where(usable, norms, 1.0).astype(dtype)[..., np.newaxis, np.newaxis]
-
-
-def _batchnorm_forward(z: np.ndarray) -> np.ndarray:
-    """Normalise `z` in place over the batch axis; return `1 / sqrt(var + eps)`."""
-    # Centre on the first sample before taking the mean: for a column of identical values the
-    # mean is then exactly 0, instead of a rounding error that 1/sqrt(eps) would blow up.
-    z -= z[..., :1, :]
-    # The batch sums accumulate in float64 (a no-op for float64): in float32 their rounding,
-    # amplified by 1/std, made the norms of a 50-layer network drift 3e-5 from float64's.
-    z -= z.mean(axis=-2, keepdims=True, dtype=np.float64).astype(z.dtype)
-    variance = np.einsum("...bj,...bj->...j", z, z, dtype=np.float64)[..., np.newaxis, :]
-    variance /= z.shape[-2]
-    variance += BATCHNORM_EPSILON
-    inverse_std = np.sqrt(variance, out=variance)
-    np.divide(1.0, inverse_std, out=inverse_std)
-    inverse_std = inverse_std.astype(z.dtype, copy=False)
-    z *= inverse_std
-    return inverse_std
-
-
-def _batchnorm_backward(dz: np.ndarray, z_hat: np.ndarray, inverse_std: np.ndarray) -> None:
-    """Turn `dLoss/dz_hat` into `dLoss/dz` in place (biased batch statistics)."""
-    dz -= dz.mean(axis=-2, keepdims=True)
-    # mean(dz * z_hat) over the batch; z_hat has zero mean, so centring dz first changes nothing.
-    projection = np.einsum("...bj,...bj->...j", dz, z_hat)[..., np.newaxis, :]
-    projection /= dz.shape[-2]
-    dz -= z_hat * projection
-    dz *= inverse_std
-
-
-class _Buffers:
-    """Scratch arrays reused across layers, so that temporaries cost no fresh memory.
-
-    A new array of a megabyte is new pages for the operating system to fault in (about 1 ms
-    per megabyte on these machines, as much as the arithmetic that fills it), and glibc hands
-    freed large blocks straight back, so every unpooled temporary pays that cost every layer.
-    """
-
-    def __init__(self) -> None:
-        self._pool: dict[tuple[tuple[int, ...], np.dtype], list[np.ndarray]] = {}
-
-    def take(self, shape: tuple[int, ...], dtype: np.dtype, *busy: np.ndarray) -> np.ndarray:
-        """An array of `shape` and `dtype` (contents undefined) that is none of `busy`."""
-        arrays = self._pool.setdefault((shape, np.dtype(dtype)), [])
-        for array in arrays:
-            if not any(array is other for other in busy):
-                return array
-        array = np.empty(shape, dtype)
-        arrays.append(array)
-        return array
-
-
-def _stack_of(a: np.ndarray, b: np.ndarray) -> tuple[int, ...]:
-    """The stack shape of `a @ b`; the common cases without `np.broadcast_shapes`.
-
-    `np.broadcast_shapes` costs microseconds a call, which add up over the layers of the small
-    networks where the engine is bound by per-call overhead.
-    """
-    if a.shape[:-2] == b.shape[:-2] or b.ndim == 2:
-        return a.shape[:-2]
-    if a.ndim == 2:
-        return b.shape[:-2]
-    return np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-
-
-def _affine(
-    h: np.ndarray,
-    w: np.ndarray,
-    gain: np.ndarray | None,
-    bias: np.ndarray | None,
-    stack: tuple[int, ...],
+def run_network(
+    x: np.ndarray,
+    weights: Sequence[np.ndarray],
+    activation: Activation,
     *,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
-    """`z = gain * (h @ w) + bias`, in place on the product where it already has the stack shape.
+    biases: Sequence[np.ndarray] | None = None,
+    batchnorm: bool = False,
+    residual: bool = False,
+    upstream: Upstream = None,
+    keep_grads: bool = False,
+    gain: np.ndarray | None = None,
+    weight_grads: bool = True,
+) -> GradientFlow:
+    """`backprop` on checked arrays, by the engine that `VANGRAD_ENGINE` names (default fast).
 
-    `out`, if given, receives the product when it has the product's shape.
+    This is what the rest of the package calls. Beyond `backprop`'s arguments:
+
+    - `biases` are shaped `(..., 1, n_l)`, to broadcast against `z_l`.
+    - `upstream` may also be a function of the output `h_L` that returns `dLoss/dh_L` (a loss
+      such as cross-entropy, whose gradient needs the forward pass): it runs between the passes.
+    - `gain`, if given, multiplies every layer's product per network, `z_l = gain * (h @ W_l)`,
+      without forming the scaled weights: it broadcasts against the stack, so weights of shape
+      `(trials, n, n)` and a gain of shape `(scales, 1)` run `scales * trials` networks. The
+      weight gradients are with respect to the scaled weights `gain * W_l`.
+    - With `weight_grads=False` the weight gradients are skipped (their norms are nan).
     """
-    shape = (*_stack_of(h, w), h.shape[-2], w.shape[-1])
-    z = np.matmul(h, w, out=out if out is not None and out.shape == shape else None)
-    for term, combine in ((gain, np.multiply), (bias, np.add)):
-        if term is None:
-            continue
-        if z.shape[:-2] == stack:
-            combine(z, term, out=z)
-        else:  # the first layer of a stack made by the gain (or the biases) alone
-            z = combine(z, term)
-    return z
+    choice = os.environ.get("VANGRAD_ENGINE", "").strip() or "fast"
+    run = run_reference if check_choice("VANGRAD_ENGINE", choice, ENGINES) == "reference" else None
+    run = run or fast_engine.run_fast
+    with np.errstate(all="ignore"):  # overflow is recorded in the result, not warned about
+        return run(
+            x,
+            weights,
+            activation,
+            biases=biases,
+            batchnorm=batchnorm,
+            residual=residual,
+            upstream=upstream,
+            keep_grads=keep_grads,
+            gain=gain,
+            weight_grads=weight_grads,
+        )
 
 
-def _all_finite(
-    a: np.ndarray, stack: tuple[int, ...], sums: np.ndarray | None = None
+# --8<-- [start:forward]
+@dataclass
+class Layer:
+    """What the forward pass keeps of one layer: what the backward pass needs, and statistics."""
+
+    h_in: np.ndarray  # h_{l-1}, the layer's input
+    slope: np.ndarray  # phi'(z_l)
+    z_hat: np.ndarray | None  # with batch normalisation: the normalised z_l ...
+    inverse_std: np.ndarray | None  # ... and 1 / sqrt(var(z_l) + eps), per unit
+    statistics: dict[str, np.ndarray]  # per network: mean, std, saturated, finite
+
+
+def forward(
+    x: np.ndarray,
+    weights: Sequence[np.ndarray],
+    activation: Activation,
+    *,
+    biases: Sequence[np.ndarray] | None = None,
+    batchnorm: bool = False,
+    residual: bool = False,
+    gain: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[Layer]]:
+    """Run the layers from `h_0 = x`; return the output `h_L` and one `Layer` per layer."""
+    h, layers = x, []
+    for index, w in enumerate(weights):
+        z = h @ w
+        if gain is not None:
+            z = gain * z
+        if biases is not None:
+            z = z + biases[index]
+        z_hat = inverse_std = None
+        if batchnorm:
+            z_hat, inverse_std = normalise(z, axis=-2)
+            z = z_hat
+        a, slope = values_and_slopes(activation, z)
+        h_out = h + a if residual else a
+        statistics = layer_statistics(z, a, slope, h_out, activation)
+        layers.append(Layer(h, slope, z_hat, inverse_std, statistics))
+        h = h_out
+    return h, layers
+
+
+def normalise(z: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """`z_hat = (z - mean) / sqrt(var + eps)` over `axis` (-2: the batch), and `1 / sqrt(...)`."""
+    # Centred on the first sample before the mean is taken: a column of equal values is then
+    # exactly 0, not a rounding error that 1/sqrt(eps) would blow up. Sums accumulate in
+    # float64: in float32 their rounding, amplified by 1/std, showed in the norms.
+    centred = z - np.take(z, [0], axis=axis)
+    centred -= centred.mean(axis=axis, keepdims=True, dtype=np.float64).astype(z.dtype)
+    variance = np.mean(centred * centred, axis=axis, keepdims=True, dtype=np.float64)
+    inverse_std = (1.0 / np.sqrt(variance + BATCHNORM_EPSILON)).astype(z.dtype)
+    return centred * inverse_std, inverse_std
+
+
+# --8<-- [end:forward]
+
+
+# --8<-- [start:backward]
+def backward(
+    layers: Sequence[Layer],
+    weights: Sequence[np.ndarray],
+    upstream: np.ndarray,
+    *,
+    residual: bool = False,
+    gain: np.ndarray | None = None,
+    has_biases: bool = False,
+    weight_grads: bool = True,
+    keep_grads: bool = False,
+) -> Gradients:
+    """Back-propagate `upstream = dLoss/dh_L` through the layers, top layer first."""
+    measured = Gradients(keep=keep_grads)
+    # The true gradient dLoss/dh_l is g * 10**log_scale, with g kept near unit norm.
+    norms = frobenius_norms(upstream)
+    measured.add("grads", upstream, 0.0, norms)
+    divisor, log_scale = rescale_divisor(norms, upstream.dtype)
+    g = upstream / divisor
+    for layer, w in zip(reversed(layers), reversed(weights), strict=True):
+        # Through the activation, a = phi(z): dLoss/dz = dLoss/da * phi'(z), elementwise.
+        dz = g * layer.slope
+        # Through batch normalisation (derived in normalise_backward).
+        if layer.inverse_std is not None:
+            dz = normalise_backward(dz, layer.z_hat, layer.inverse_std, axis=-2)
+        # Through the bias, z = ... + b: dLoss/db is dLoss/dz summed over the batch; exactly 0
+        # under batch normalisation, which subtracts the batch mean and the bias with it.
+        if has_biases:
+            db = dz.sum(axis=-2, keepdims=True)
+            measured.add("bias_grads", db if layer.inverse_std is None else 0 * db, log_scale)
+        # Through the weights, z = h_in @ W: dLoss/dW = h_in^T @ dLoss/dz ...
+        if weight_grads:
+            measured.add("weight_grads", np.swapaxes(layer.h_in, -1, -2) @ dz, log_scale)
+        # ... and dLoss/dh_in = dLoss/dz @ W^T, times the gain where z = gain * (h_in @ W).
+        g_in = dz @ np.swapaxes(w, -1, -2)
+        if gain is not None:
+            g_in = g_in * gain
+        # Through the residual identity, h = h_in + a: g also reaches h_in unchanged.
+        if residual:
+            g_in = g_in + g
+        # Log space: record the norm, then divide g by about its norm (a power of two, which
+        # is exact) and add that divisor's log10 to the running scale.
+        norms = frobenius_norms(g_in)
+        measured.add("grads", g_in, log_scale, norms)
+        divisor, log_divisor = rescale_divisor(norms, g_in.dtype)
+        g, log_scale = g_in / divisor, log_scale + log_divisor
+    return measured.bottom_first()
+
+
+def normalise_backward(
+    dz_hat: np.ndarray, z_hat: np.ndarray, inverse_std: np.ndarray, axis: int
 ) -> np.ndarray:
-    """Whether every entry of each network's `a` is finite.
+    """`dLoss/dz` from `dLoss/dz_hat`, for `z_hat = (z - mean(z)) * s`, `s = 1/sqrt(var + eps)`.
 
-    A finite sum means finite entries (an inf or nan entry makes the sum inf or nan), so one
-    reduction answers the common case without a boolean temporary; only where a sum is not
-    finite (a non-finite entry, or a sum of finite entries that overflowed) are the entries
-    looked at one by one. `sums`, if given, are `a.sum(axis=(-2, -1))`, already computed.
+    With `m` samples, `d mean / dz_j = 1/m` and `d var / dz_j = 2 (z_j - mean) / m`, so
+    `ds/dz_j = -s^3 (z_j - mean) / m` and the chain rule through both statistics gives
+
+        dLoss/dz = s * (dz_hat - mean(dz_hat) - z_hat * mean(dz_hat * z_hat)).
+
+    The mean of the upstream gradient is removed: a gradient that is the same for every sample
+    (such as the sum loss's ones) does not pass batch normalisation at all.
     """
-    if sums is None:
-        sums = a.sum(axis=(-2, -1))
-    finite = np.isfinite(sums)
-    if not finite.all():
-        finite = np.isfinite(a).all(axis=(-2, -1))
-    return np.broadcast_to(finite, stack)
+    # Centred on the first sample first, as in `normalise`: equal values give exactly 0.
+    centred = dz_hat - np.take(dz_hat, [0], axis=axis)
+    centred -= centred.mean(axis=axis, keepdims=True)
+    centred -= z_hat * np.mean(centred * z_hat, axis=axis, keepdims=True)
+    return centred * inverse_std
 
 
-def _layer_statistics(
-    a: np.ndarray, d: np.ndarray, threshold: float, buffers: _Buffers
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return the sums, mean, std and saturated fraction of one layer, per network.
+# --8<-- [end:backward]
 
-    The same operations as `a.mean()`, `a.std()` and `(abs(d) < threshold).mean()` over the
-    last two axes (so the same numbers, bit for bit), but the sum serves both the mean and the
-    finiteness check, and the temporaries live in reused buffers.
+
+class Gradients:
+    """The `log10` norms `backward` measured per layer, and with `keep` the gradients too.
+
+    Each name (`"grads"`: `dLoss/dh_l`, `"weight_grads"`, `"bias_grads"`) maps to a list with
+    one entry per layer, bottom layer first once `bottom_first` has run.
+    """
+
+    def __init__(self, *, keep: bool) -> None:
+        self.keep = keep
+        self.log10_norms: dict[str, list[np.ndarray]] = {}
+        self.kept: dict[str, list[np.ndarray]] = {}
+
+    def add(
+        self,
+        name: str,
+        gradient: np.ndarray,
+        log_scale: np.ndarray | float,
+        norms: np.ndarray | None = None,
+    ) -> None:
+        """Record `gradient * 10**log_scale` (its `norms`, if already known, save a pass)."""
+        if norms is None:
+            norms = frobenius_norms(gradient)
+        self.log10_norms.setdefault(name, []).append(log_scale + np.log10(norms))
+        if self.keep:
+            true_gradient = unscale(gradient, np.asarray(log_scale), gradient.dtype)
+            if name == "bias_grads":
+                true_gradient = true_gradient[..., 0, :]
+            self.kept.setdefault(name, []).append(true_gradient)
+
+    def bottom_first(self) -> Gradients:
+        """Reverse every list (the backward pass runs top layer first); return self."""
+        for values in (*self.log10_norms.values(), *self.kept.values()):
+            values.reverse()
+        return self
+
+
+def layer_statistics(
+    z: np.ndarray, a: np.ndarray, slope: np.ndarray, h: np.ndarray, activation: Activation
+) -> dict[str, np.ndarray]:
+    """The statistics of one layer, per network: over the batch and the units.
+
+    `finite` is False where `z_l` (after normalisation) or the output `h_l` holds an inf or
+    a nan: the forward pass overflowed there.
     """
     axes = (-2, -1)
-    count = a.shape[-2] * a.shape[-1]
-    sums = a.sum(axis=axes)
-    mean = sums / count
-    work = buffers.take(a.shape, a.dtype)
-    np.subtract(a, mean[..., np.newaxis, np.newaxis], out=work)
-    np.multiply(work, work, out=work)
-    std = np.sqrt(work.sum(axis=axes) / count)
-    below = buffers.take(d.shape, np.dtype(bool))
-    np.less(np.abs(d, out=work) if d.dtype == a.dtype else np.abs(d), threshold, out=below)
-    saturated = np.count_nonzero(below, axis=axes) / count
-    return sums, mean, std, saturated
-
-
-def _activate(
-    activation: Activation, z: np.ndarray, dtype: np.dtype, *, z_is_scratch: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """`a = phi(z)` and `phi'(z)` (from `a` where that is exact), neither sharing z's memory."""
-    if activation._slope_from_value is not None:
-        a = activation.function(z)
-        d = activation._slope_from_value(a)
-    else:
-        a, d = activation.value_and_derivative(z)
-    if np.shape(a) != z.shape or np.shape(d) != z.shape:  # e.g. a constant derivative
-        a = np.broadcast_to(a, z.shape).astype(dtype)
-        d = np.broadcast_to(d, z.shape).astype(dtype)
-    elif d is z or d is a:  # the backward pass overwrites d; keep z and a intact
-        d = d.copy()
-    # A custom activation may return z itself (or a view): z's buffer is reused next layer.
-    if z_is_scratch and np.may_share_memory(a, z):
-        a = a.copy()
-    if z_is_scratch and np.may_share_memory(d, z):
-        d = d.copy()
-    return a, d
-
-
-GROUP_ELEMENTS = 1 << 12
-"""Consecutive layers of one shape whose outputs hold fewer elements than this, together, run
-as a group: the forward loop then does only the matrix product and the activation per layer,
-and the derivatives, statistics, finiteness checks and norms are computed once per group, over
-the stacked layers. For small layers the cost is numpy's per-call overhead, not arithmetic: 200
-sigmoid layers of 16 went from 27.6 ms to 7.9 ms. A layer of more than half this many outputs
-always runs alone (the one-layer schedule)."""
-
-_RANGE_FRACTION = 0.4
-"""Within a chunk the running gradient may drift this fraction of the dtype's decades from norm
-1 (123 decades in float64, 15 in float32): far inside the range, so that no entry that matters
-is lost to underflow, and its squares (for the norm) stay finite too."""
-
-
-def _plan_groups(
-    x_shape: tuple[int, ...], weights: Sequence[np.ndarray], stack: tuple[int, ...]
-) -> list[range]:
-    """Split the layers into runs of equal shapes that together stay under `GROUP_ELEMENTS`."""
-    rows = math.prod(stack) * x_shape[-2]  # a layer's output has rows * n_l elements
-    groups: list[range] = []
-    start, elements, key = 0, 0, None
-    for layer, w in enumerate(weights):
-        input_shape = x_shape if layer == 0 else (*stack, x_shape[-2], w.shape[-2])
-        size = rows * w.shape[-1]
-        layer_key = (w.shape, input_shape)
-        if layer > start and (layer_key != key or elements + size > GROUP_ELEMENTS):
-            groups.append(range(start, layer))
-            start, elements = layer, 0
-        key = layer_key
-        elements += size
-    groups.append(range(start, len(weights)))
-    return groups
-
-
-def _bottom_first(per_layer: np.ndarray) -> np.ndarray:
-    """Values per layer, top layer first on the first axis, as `(..., layers)` bottom first."""
-    return _layers_last(per_layer[::-1])
-
-
-def _layers_last(per_layer: np.ndarray) -> np.ndarray:
-    """Move the first axis (the layers) last: `(layers, *stack)` to `(*stack, layers)`."""
-    # transpose, not np.moveaxis: the same view, without microseconds of axis bookkeeping.
-    return per_layer.transpose((*range(1, per_layer.ndim), 0))
-
-
-def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """The arrays stacked on a new first axis; a view, not a copy, for a single array."""
-    if len(arrays) == 1:
-        return arrays[0][np.newaxis]
-    # Equal shapes (a group's layers): concatenate and reshape is np.stack's result at a
-    # third of its cost, which is Python-level bookkeeping per array.
-    return np.concatenate(arrays).reshape(len(arrays), *arrays[0].shape)
-
-
-def _run(
-    x: np.ndarray,
-    weights: Sequence[np.ndarray],
-    activation: Activation,
-    *,
-    biases: Sequence[np.ndarray] | None = None,
-    batchnorm: bool = False,
-    residual: bool = False,
-    upstream: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
-    keep_grads: bool = False,
-    gain: np.ndarray | None = None,
-    weight_grads: bool = True,
-) -> GradientFlow:
-    """Run the engine on checked arrays (no validation): the shared core of the public API.
-
-    `gain`, if given, multiplies every layer's weights per network without materialising the
-    product: it broadcasts against the stack shape, so base weights of shape `(trials, n, n)`
-    and a gain of shape `(scales, 1)` run `scales * trials` networks. With `weight_grads=False`
-    the weight gradients are skipped (their norms are nan) and the layer inputs are not kept.
-    `upstream` may be a function of the output `h_L` that returns `dLoss/dh_L` (a loss such as
-    cross-entropy, whose gradient needs the forward pass): it runs between the two passes.
-    `biases`, if given, are shaped `(..., 1, n_l)` to broadcast against `z_l`; the gain does not
-    multiply them.
-    """
-    keep_freed_memory()  # see vangrad._memory: page faults cost as much as the arithmetic
-    gain_shape = () if gain is None else gain.shape
-    stack = np.broadcast_shapes(x.shape[:-2], *(w.shape[:-2] for w in weights), gain_shape)
-    arguments = {
-        "biases": biases,
-        "batchnorm": batchnorm,
-        "residual": residual,
-        "upstream": upstream,
-        "keep_grads": keep_grads,
-        "gain": gain,
-        "weight_grads": weight_grads,
+    threshold = SATURATION_THRESHOLD * activation.derivative_max
+    return {
+        "mean": a.mean(axis=axes),
+        "std": a.std(axis=axes),
+        "saturated": np.mean(np.abs(slope) < threshold, axis=axes),
+        "finite": np.isfinite(z).all(axis=axes) & np.isfinite(h).all(axis=axes),
     }
-    parts = _thread_parts(x, weights, stack, upstream=upstream, keep_grads=keep_grads)
-    if parts > 1:
-        return _run_in_threads(
-            x, weights, activation, stack=stack, parts=parts, arguments=arguments
-        )
-    return _run_stack(x, weights, activation, stack, **arguments)
 
 
-BLAS_ONE_THREAD_PRODUCT = 1 << 18
-"""Below this many multiply-adds a product runs on one thread in OpenBLAS (its own threshold
-is about 64^3), so threads over the stack do not compete with BLAS's own threads."""
-
-
-def _thread_parts(
-    x: np.ndarray,
-    weights: Sequence[np.ndarray],
-    stack: tuple[int, ...],
-    *,
-    upstream: object,
-    keep_grads: bool,
-) -> int:
-    """Into how many parts to split a stack of networks, one per thread (1: do not split).
-
-    Worth it for stacks of networks whose layers are too large for the grouped schedule (whose
-    cost is per-call overhead, under the GIL) and whose products are too small for BLAS to
-    thread. Not for a callable upstream, which may not be per network, nor with `keep_grads`.
-    """
-    if not stack or stack[0] < 2 or keep_grads or callable(upstream):
-        return 1
-    workers = min(thread_count(), stack[0])
-    if workers < 2:
-        return 1
-    batch = x.shape[-2]
-    if any(batch * w.shape[-2] * w.shape[-1] > BLAS_ONE_THREAD_PRODUCT for w in weights):
-        return 1
-    # The smallest part must run the one-layer schedule, as the whole stack does: then every
-    # number is bitwise what one thread gives.
-    smallest = stack[0] // workers * math.prod(stack[1:])
-    per_layer = smallest * batch * min(w.shape[-1] for w in weights)
-    return workers if per_layer >= GROUP_ELEMENTS else 1
-
-
-def _run_in_threads(
+def run_reference(
     x: np.ndarray,
     weights: Sequence[np.ndarray],
     activation: Activation,
-    *,
-    stack: tuple[int, ...],
-    parts: int,
-    arguments: dict[str, object],
-) -> GradientFlow:
-    """Split the stack along its first axis, run each part on a thread, join the results."""
-
-    def run_part(start: int, stop: int) -> GradientFlow:
-        def part(a: np.ndarray | None, core: int) -> np.ndarray | None:
-            # `a` along the stack's first axis, unless it broadcasts along that axis.
-            if a is None or a.ndim - core < len(stack) or a.shape[0] == 1:
-                return a
-            return a[start:stop]
-
-        biases = arguments["biases"]
-        return _run_stack(
-            part(x, 2),
-            [part(w, 2) for w in weights],
-            activation,
-            (stop - start, *stack[1:]),
-            **{
-                **arguments,
-                "gain": part(arguments["gain"], 0),
-                "upstream": part(arguments["upstream"], 2),
-                "biases": None if biases is None else [part(b, 2) for b in biases],
-            },
-        )
-
-    bounds = np.linspace(0, stack[0], parts + 1).astype(int).tolist()
-    flows = map_in_threads(run_part, list(itertools.pairwise(bounds)))
-
-    def joined(name: str) -> np.ndarray | None:
-        values = [getattr(flow, name) for flow in flows]
-        return None if values[0] is None else np.concatenate(values)
-
-    overflows = [flow.overflow_layer for flow in flows if flow.overflow_layer is not None]
-    return GradientFlow(
-        log10_grad_norms=joined("log10_grad_norms"),
-        log10_weight_grad_norms=joined("log10_weight_grad_norms"),
-        activation_mean=joined("activation_mean"),
-        activation_std=joined("activation_std"),
-        saturated_fraction=joined("saturated_fraction"),
-        overflow_layer=min(overflows) if overflows else None,
-        trial_overflow_layer=joined("trial_overflow_layer"),
-        activation=activation,
-        batchnorm=flows[0].batchnorm,
-        residual=flows[0].residual,
-        log10_bias_grad_norms=joined("log10_bias_grad_norms"),
-    )
-
-
-def _run_stack(
-    x: np.ndarray,
-    weights: Sequence[np.ndarray],
-    activation: Activation,
-    stack: tuple[int, ...],
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
     residual: bool = False,
-    upstream: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
+    upstream: Upstream = None,
     keep_grads: bool = False,
     gain: np.ndarray | None = None,
     weight_grads: bool = True,
 ) -> GradientFlow:
-    """`_run` on one thread."""
-    dtype = x.dtype
-    gain_array = None if gain is None else gain.astype(dtype)[..., np.newaxis, np.newaxis]
-    groups = _plan_groups(x.shape, weights, stack)
-    buffers = _Buffers()
-    forward = _Forward(
-        weights,
-        activation,
-        biases=biases,
-        batchnorm=batchnorm,
-        residual=residual,
-        gain=gain_array,
-        stack=stack,
-        keep_inputs=weight_grads,
-        buffers=buffers,
+    """`run_network` by the reference engine: `forward`, then `backward`, then the results."""
+    if gain is not None:
+        gain = gain.astype(x.dtype)[..., np.newaxis, np.newaxis]
+    h, layers = forward(
+        x, weights, activation, biases=biases, batchnorm=batchnorm, residual=residual, gain=gain
     )
-    with np.errstate(all="ignore"):
-        h = x
-        for group in groups:
-            h = forward.run_group(h, group)
-        if callable(upstream):
-            upstream = upstream(h)
-        backward = _Backward(
-            h.shape,
-            upstream,
-            dtype,
-            weights=weights,
-            has_biases=biases is not None,
-            forward=forward,
-            keep_grads=keep_grads,
-            buffers=buffers,
-        )
-        for group in reversed(groups):
-            backward.run_group(group)
+    if callable(upstream):
+        upstream = upstream(h)
+    upstream = np.ones_like(h) if upstream is None else np.array(upstream, dtype=h.dtype)
+    measured = backward(
+        layers,
+        weights,
+        np.broadcast_to(upstream, h.shape).copy(),
+        residual=residual,
+        gain=gain,
+        has_biases=biases is not None,
+        weight_grads=weight_grads,
+        keep_grads=keep_grads,
+    )
+    stack = h.shape[:-2]
 
-    overflowed = ~forward.finite
-    trial_overflow = np.where(overflowed.any(axis=0), overflowed.argmax(axis=0) + 1, 0)
-    overflow_layer = int(trial_overflow[trial_overflow > 0].min()) if overflowed.any() else None
+    def per_layer(values: Sequence[np.ndarray]) -> np.ndarray:
+        """Values per layer (each per network) as one array `(*stack, layers)`."""
+        return np.stack([np.broadcast_to(v, stack) for v in values], axis=-1).astype(np.float64)
+
+    def statistic(name: str) -> np.ndarray:
+        return per_layer([layer.statistics[name] for layer in layers])
+
+    finite = np.stack([np.broadcast_to(layer.statistics["finite"], stack) for layer in layers])
+    overflow_layer, trial_overflow_layer = overflow_layers(finite)
+    norms, kept = measured.log10_norms, measured.kept
     return GradientFlow(
-        log10_grad_norms=backward.log10_grads,
-        log10_weight_grad_norms=backward.log10_weight_grads,
-        activation_mean=forward.mean,
-        activation_std=forward.std,
-        saturated_fraction=forward.saturated,
+        log10_grad_norms=per_layer(norms["grads"]),
+        log10_weight_grad_norms=(
+            per_layer(norms["weight_grads"])
+            if weight_grads
+            else np.full((*stack, len(layers)), np.nan)
+        ),
+        activation_mean=statistic("mean"),
+        activation_std=statistic("std"),
+        saturated_fraction=statistic("saturated"),
         overflow_layer=overflow_layer,
-        trial_overflow_layer=trial_overflow,
+        trial_overflow_layer=trial_overflow_layer,
+        output=h,
         activation=activation,
         batchnorm=batchnorm,
         residual=residual,
-        grads=tuple(reversed(backward.grads)) if keep_grads else None,
-        weight_grads=tuple(reversed(backward.w_grads)) if keep_grads and weight_grads else None,
-        log10_bias_grad_norms=backward.log10_bias_grads,
-        bias_grads=(
-            tuple(reversed(backward.b_grads)) if keep_grads and biases is not None else None
-        ),
+        grads=tuple(kept["grads"]) if keep_grads else None,
+        weight_grads=tuple(kept["weight_grads"]) if keep_grads and weight_grads else None,
+        log10_bias_grad_norms=per_layer(norms["bias_grads"]) if biases is not None else None,
+        bias_grads=tuple(kept["bias_grads"]) if keep_grads and biases is not None else None,
     )
-
-
-class _GroupArrays:
-    """A group's per-layer arrays, as the forward loop makes them."""
-
-    __slots__ = ("inverse_stds", "outputs", "values", "zs")
-
-    def __init__(self) -> None:
-        self.zs: list[np.ndarray] = []
-        self.values: list[np.ndarray] = []  # a_l
-        self.outputs: list[np.ndarray] = []  # h_l, with residual connections (else a_l)
-        self.inverse_stds: list[np.ndarray] = []  # with batch normalisation
-
-
-class _Forward:
-    """The forward pass, group by group; it keeps what the backward pass reads, per layer.
-
-    A group of one layer computes `phi` and `phi'` together (one `exp` serves both for tanh and
-    sigmoid) and reuses a scratch buffer for `z`. A group of several small layers computes only
-    the product and `phi` in its loop, then every `phi'`, statistic and finiteness check at once
-    over the stacked layers.
-    """
-
-    def __init__(
-        self,
-        weights: Sequence[np.ndarray],
-        activation: Activation,
-        *,
-        biases: Sequence[np.ndarray] | None,
-        batchnorm: bool,
-        residual: bool,
-        gain: np.ndarray | None,
-        stack: tuple[int, ...],
-        keep_inputs: bool,
-        buffers: _Buffers,
-    ) -> None:
-        depth = len(weights)
-        self.weights = weights
-        self.activation = activation
-        self.biases = biases
-        self.batchnorm = batchnorm
-        self.residual = residual
-        self.gain = gain
-        self.stack = stack
-        self.buffers = buffers
-        self.keep_inputs = keep_inputs
-        self.inputs: list[np.ndarray | None] = [None] * depth  # h_{l-1}, for dLoss/dW_l
-        # phi'(z_l); or, where `from_value[l]`, a_l, whose slope the backward pass derives.
-        self.slopes: list[np.ndarray | None] = [None] * depth
-        self.from_value = [False] * depth
-        # Where `from_value[l]` rests on an approximate slope: the flat indices, and the exact
-        # slopes, of the entries where the approximation is not exact.
-        self.exceptions: list[tuple[np.ndarray, np.ndarray] | None] = [None] * depth
-        self.normalised: list[tuple[np.ndarray, np.ndarray] | None] = [None] * depth
-        self.mean = np.empty((*stack, depth))
-        self.std = np.empty((*stack, depth))
-        self.saturated = np.empty((*stack, depth))
-        self.finite = np.empty((depth, *stack), dtype=bool)
-
-    def run_group(self, h: np.ndarray, group: range) -> np.ndarray:
-        """Run the layers of `group` from their input `h`; return the group's output."""
-        arrays = _GroupArrays()
-        if len(group) == 1:
-            h, d = self._run_single(h, group.start, arrays)
-            z_all, a_all, d_all = arrays.zs[0][np.newaxis], arrays.values[0][np.newaxis], d[None]
-            self._slim_slopes(group.start, arrays.values[0], d)
-        else:
-            h = self._run_many(h, group, arrays)
-            z_all, a_all = _stacked(arrays.zs), _stacked(arrays.values)
-            d_all = self._slopes(z_all, a_all)
-            for i, layer in enumerate(group):
-                self.slopes[layer] = d_all[i]
-        self._record(
-            group,
-            z_all=z_all,
-            a_all=a_all,
-            d_all=d_all,
-            inverse_stds=arrays.inverse_stds,
-            outputs=arrays.outputs,
-        )
-        return h
-
-    def _slim_slopes(self, layer: int, a: np.ndarray, d: np.ndarray) -> None:
-        """Cache `a` and the few slopes that `a` cannot give exactly, instead of every slope.
-
-        Only for a plain layer (its `a` is the next layer's input, cached anyway), and only
-        where at most a quarter of the entries need their exact slope kept.
-        """
-        approximate = self.activation._approximate_slope_from_value
-        if approximate is None or self.residual or self.batchnorm or not self.keep_inputs:
-            return
-        if self.from_value[layer] or a.shape != d.shape or a.dtype != d.dtype:
-            return
-        # Keep the slopes wherever the value does not give them bit for bit: the result is then
-        # the same as with every slope cached, whichever way this decision goes.
-        inexact = np.flatnonzero(approximate(a) != d)
-        if inexact.size > a.size // 4:
-            return
-        self.slopes[layer] = a
-        self.from_value[layer] = True
-        self.exceptions[layer] = (inexact, d.reshape(-1)[inexact])
-
-    def _run_single(
-        self,
-        h: np.ndarray,
-        layer: int,
-        arrays: _GroupArrays,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One large layer: `phi` and `phi'` together, `z` in a reused buffer. Returns h, phi'."""
-        w = self.weights[layer]
-        if self.keep_inputs:
-            self.inputs[layer] = h
-        # Without batch normalisation z is read once, by the activation: a reused buffer.
-        scratch = None
-        if not self.batchnorm:
-            scratch = self.buffers.take((*self.stack, h.shape[-2], w.shape[-1]), h.dtype)
-        bias = None if self.biases is None else self.biases[layer]
-        z = _affine(h, w, self.gain, bias, self.stack, out=scratch)
-        if self.batchnorm:
-            arrays.inverse_stds.append(_batchnorm_forward(z))
-            self.normalised[layer] = (z, arrays.inverse_stds[-1])
-        a, d = _activate(self.activation, z, h.dtype, z_is_scratch=not self.batchnorm)
-        from_value = self.activation._slope_from_value is not None
-        self.slopes[layer] = a if from_value else d
-        self.from_value[layer] = from_value
-        arrays.zs.append(z)
-        arrays.values.append(a)
-        h = h + a if self.residual else a
-        arrays.outputs.append(h)
-        return h, d
-
-    def _run_many(
-        self,
-        h: np.ndarray,
-        group: range,
-        arrays: _GroupArrays,
-    ) -> np.ndarray:
-        """Small layers: only the product and `phi` per layer, in as few calls as possible."""
-        function, weights, inputs = self.activation.function, self.weights, self.inputs
-        keep, residual, batchnorm = self.keep_inputs, self.residual, self.batchnorm
-        plain = self.gain is None and self.biases is None
-        zs, values, outputs, inverse_stds = (
-            arrays.zs,
-            arrays.values,
-            arrays.outputs,
-            arrays.inverse_stds,
-        )
-        for layer in group:
-            if keep:
-                inputs[layer] = h
-            if plain:
-                z = np.matmul(h, weights[layer])
-            else:
-                bias = None if self.biases is None else self.biases[layer]
-                z = _affine(h, weights[layer], self.gain, bias, self.stack)
-            if batchnorm:
-                inverse_stds.append(_batchnorm_forward(z))
-                self.normalised[layer] = (z, inverse_stds[-1])
-            a = function(z)
-            if np.shape(a) != z.shape:  # a custom activation that returned a scalar
-                a = np.broadcast_to(a, z.shape).astype(z.dtype)
-            zs.append(z)
-            values.append(a)
-            if residual:
-                h = h + a
-                outputs.append(h)
-            else:
-                h = a
-        return h
-
-    def _slopes(self, z_all: np.ndarray, a_all: np.ndarray) -> np.ndarray:
-        """`phi'` of the stacked layers of a group, from `a` where that is exact."""
-        activation = self.activation
-        if activation._slope_from_value is not None:
-            return activation._slope_from_value(a_all)
-        d_all = activation.derivative(z_all)
-        if np.shape(d_all) != z_all.shape:  # e.g. a constant derivative
-            return np.broadcast_to(d_all, z_all.shape).astype(z_all.dtype)
-        return d_all
-
-    def _record(
-        self,
-        group: range,
-        *,
-        z_all: np.ndarray,
-        a_all: np.ndarray,
-        d_all: np.ndarray,
-        inverse_stds: list[np.ndarray],
-        outputs: list[np.ndarray],
-    ) -> None:
-        """The statistics and finiteness of a group's layers, from their stacked arrays."""
-        group_stack = (len(group), *self.stack)
-        threshold = SATURATION_THRESHOLD * self.activation.derivative_max
-        sums, mean, std, saturated = _layer_statistics(a_all, d_all, threshold, self.buffers)
-        span = slice(group.start, group.stop)
-        self.mean[..., span] = _layers_last(mean)
-        self.std[..., span] = _layers_last(std)
-        self.saturated[..., span] = _layers_last(saturated)
-        ok = _all_finite(z_all, group_stack)
-        if inverse_stds:
-            ok = ok & _all_finite(_stacked(inverse_stds), group_stack)
-        if self.residual:
-            ok = ok & _all_finite(_stacked(outputs), group_stack)
-        else:
-            ok = ok & _all_finite(a_all, group_stack, sums)
-        self.finite[span] = ok
-
-
-class _Backward:
-    """The backward pass in log space, run group by group from the top.
-
-    The true gradient `dLoss/dh_l` is `g * 10 ** log_scale`. A single-layer group rescales `g`
-    to unit norm after its layer, as the norms are measured. Within a group of small layers `g`
-    runs unscaled for a chunk of layers, short enough that it stays well inside the dtype's
-    range (the chunk length follows the decay measured so far), and the chunk's norms are then
-    measured at once from the stacked arrays. A chunk that left the range anyway is run again
-    layer by layer, so the result is the same as with a rescale at every layer.
-    """
-
-    def __init__(
-        self,
-        output_shape: tuple[int, ...],
-        upstream: np.ndarray | None,
-        dtype: np.dtype,
-        *,
-        weights: Sequence[np.ndarray],
-        has_biases: bool,
-        forward: _Forward,
-        keep_grads: bool,
-        buffers: _Buffers,
-    ) -> None:
-        depth = len(weights)
-        stack = output_shape[:-2]
-        self.transposed = [np.swapaxes(w, -1, -2) for w in weights]
-        self.forward = forward
-        self.keep_grads = keep_grads
-        self.buffers = buffers
-        self.log10_grads = np.empty((*stack, depth + 1))
-        self.log10_weight_grads = np.full((*stack, depth), np.nan)
-        self.log10_bias_grads = np.empty((*stack, depth)) if has_biases else None
-        self.grads: list[np.ndarray] = []
-        self.w_grads: list[np.ndarray] = []
-        self.b_grads: list[np.ndarray] = []
-        # A C-ordered copy: the pass writes into g in place, through flat views.
-        g = (
-            np.ones(output_shape, dtype)
-            if upstream is None
-            else np.array(upstream, dtype, order="C")
-        )
-        self.dtype = dtype
-        norms = _norms(g)
-        self.log_scale = np.log10(norms)
-        self.log10_grads[..., depth] = self.log_scale
-        g /= _divisor(norms, self.dtype)
-        self.g = g
-        if keep_grads:
-            self.grads.append(_unscale(g, self.log_scale, self.dtype))
-        self.window = _RANGE_FRACTION * float(np.log10(np.finfo(self.dtype).max))
-        self.broken = ~forward.finite.all(axis=0)  # networks whose forward pass overflowed
-        self.chunk = 8  # layers per chunk in a group, until the measured decay says otherwise
-
-    def run_group(self, group: range) -> None:
-        """Back-propagate through the layers of `group`, top layer first."""
-        if len(group) == 1:
-            self._record(group, *self._propagate(group, in_place=True), check=False)
-            return
-        top = group.stop
-        while top > group.start:
-            chunk = range(max(group.start, top - self.chunk), top)
-            # A chunk of one layer rescales after its layer: nothing to check, nothing to redo.
-            check = len(chunk) > 1
-            if not self._record(chunk, *self._propagate(chunk, in_place=False), check=check):
-                for layer in reversed(chunk):
-                    single = range(layer, layer + 1)
-                    self._record(single, *self._propagate(single, in_place=False), check=False)
-                self.chunk = 1
-            top = chunk.start
-
-    def _propagate(
-        self, chunk: range, *, in_place: bool
-    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-        """Back-propagate `self.g` through `chunk`, top layer first.
-
-        Returns, top layer first, the gradients below each layer, the `dLoss/dz`s (if the
-        weight gradients are wanted) and the bias gradients (if the network has biases).
-        Without `in_place` nothing is changed, so the chunk can be run again; with it, the
-        products go to reused buffers and the cached slopes (and `self.g`) are overwritten.
-        """
-        forward, buffers = self.forward, self.buffers
-        residual, gain = forward.residual, forward.gain
-        has_biases = self.log10_bias_grads is not None
-        g = self.g
-        gs: list[np.ndarray] = []
-        dzs: list[np.ndarray] = []
-        dbs: list[np.ndarray] = []
-        for layer in reversed(chunk):
-            dz = self._local_gradient(g, layer, in_place)
-            if forward.normalised[layer] is not None:
-                _batchnorm_backward(dz, *forward.normalised[layer])
-            if has_biases:
-                dbs.append(dz.sum(axis=-2, keepdims=True))
-            if forward.keep_inputs:
-                dzs.append(dz)
-            w_t = self.transposed[layer]
-            out = None
-            if in_place:
-                shape = (*_stack_of(dz, w_t), dz.shape[-2], w_t.shape[-1])
-                # Not g's buffer (the residual term adds g), nor dz's (read by the product and
-                # again for the weight gradient).
-                out = buffers.take(shape, self.dtype, g, dz)
-            g_below = np.matmul(dz, w_t, out=out)
-            if gain is not None:
-                g_below *= gain
-            if residual:
-                g_below += g
-            gs.append(g_below)
-            g = g_below
-        return gs, dzs, dbs
-
-    def _record(
-        self,
-        chunk: range,
-        gs: list[np.ndarray],
-        dzs: list[np.ndarray],
-        dbs: list[np.ndarray],
-        *,
-        check: bool,
-    ) -> bool:
-        """Measure a propagated chunk's norms, record them and rescale the running gradient.
-
-        Returns False, recording nothing, if `check` and the unscaled gradients left the safe
-        range (the caller then runs the chunk again layer by layer).
-        """
-        forward, base, dtype = self.forward, self.log_scale, self.dtype
-        layers = list(reversed(chunk))  # the order of gs, dzs and dbs
-        norms = _norms(_stacked(gs))  # (len(chunk), *stack), top layer first
-        bias_norms = weight_norms = dw_all = None
-        if dbs:
-            bias_norms = _norms(_stacked(dbs))
-        if dzs:
-            h_in = _stacked([forward.inputs[layer] for layer in layers])
-            dz_all = _stacked(dzs)
-            if not self.keep_grads:
-                weight_norms = _gram_norms(h_in, dz_all)
-            if weight_norms is None:
-                h_t = np.swapaxes(h_in, -1, -2)
-                shape = (*_stack_of(h_t, dz_all), h_t.shape[-2], dz_all.shape[-1])
-                out = self.buffers.take(shape, dtype, gs[-1], *dzs)
-                dw_all = np.matmul(h_t, dz_all, out=out)
-                weight_norms = _norms(dw_all)
-        if check and not self._in_range(norms, bias_norms, weight_norms):
-            return False
-
-        log_norms = np.log10(norms)
-        span = slice(chunk.start, chunk.stop)
-        self.log10_grads[..., span] = _bottom_first(base + log_norms)
-        if bias_norms is not None:
-            self.log10_bias_grads[..., span] = _bottom_first(base + np.log10(bias_norms))
-        if weight_norms is not None:
-            self.log10_weight_grads[..., span] = _bottom_first(base + np.log10(weight_norms))
-        if self.keep_grads:
-            self.grads.extend(_unscale(g, base, dtype) for g in gs)
-            self.b_grads.extend(_unscale(db, base, dtype)[..., 0, :] for db in dbs)
-            if dw_all is not None:
-                self.w_grads.extend(_unscale(dw, base, dtype) for dw in dw_all)
-        for layer in layers:  # what the pass has read can go
-            forward.inputs[layer] = forward.slopes[layer] = forward.normalised[layer] = None
-            forward.exceptions[layer] = None
-        self.log_scale = base + log_norms[-1]
-        self.g = gs[-1]
-        self.g /= _divisor(norms[-1], dtype)
-        if check:
-            self._adapt(log_norms)
-        return True
-
-    def _in_range(
-        self, norms: np.ndarray, bias_norms: np.ndarray | None, weight_norms: np.ndarray | None
-    ) -> bool:
-        """Whether a chunk's unscaled gradients lost nothing to the float range.
-
-        The gradient norms must lie inside the window around 1, or be an exact 0 where the
-        gradient was already 0 before the chunk (a gradient that died lower down cannot come
-        back to life). The weight and bias gradients, whose size also depends on the forward
-        pass, must be finite and either 0 or clear of the subnormals. Networks whose forward
-        pass overflowed, or whose gradient is already nan, are not held to any of this: their
-        gradients mean nothing, and re-running them layer by layer would change nothing.
-        """
-        low, high = 10.0**-self.window, 10.0**self.window
-        ok = (norms >= low) & (norms <= high)
-        ok |= (norms == 0) & np.isneginf(self.log_scale)
-        tiny = float(np.finfo(self.dtype).smallest_normal) * 1e6
-        for other in (bias_norms, weight_norms):
-            if other is not None:
-                ok &= (other == 0) | ((other >= tiny) & (other < np.inf))
-        return bool(np.all(ok | self.broken | np.isnan(self.log_scale)))
-
-    def _adapt(self, log_norms: np.ndarray) -> None:
-        """Size the next chunk to drift half the window at the rate the last one drifted."""
-        # The farthest the chunk drifted from norm 1 (a zero gradient, -inf, tells nothing).
-        drift = float(np.max(np.abs(log_norms), where=np.isfinite(log_norms), initial=0.0))
-        self.chunk = int(min(256, max(1, len(log_norms) * self.window / (2 * drift + 1e-3))))
-
-    def _local_gradient(self, g: np.ndarray, layer: int, in_place: bool) -> np.ndarray:
-        """`dz = g * phi'(z)`; in place on an operand the pass no longer needs, if `in_place`."""
-        forward = self.forward
-        cached = forward.slopes[layer]
-        if forward.from_value[layer]:
-            activation = forward.activation
-            exceptions = forward.exceptions[layer]
-            if exceptions is None:
-                slope = activation._slope_from_value(cached)
-            else:
-                slope = activation._approximate_slope_from_value(cached)
-                # Read before g may be overwritten below.
-                g_exact = g.reshape(-1)[exceptions[0]] * exceptions[1]
-            if not in_place:
-                dz = np.multiply(g, slope)
-            else:
-                # g is this pass's own array (a buffer, or the copy of the upstream gradient);
-                # with residual connections it is still needed (g_below += g): elsewhere then.
-                out = self.buffers.take(g.shape, g.dtype, g) if forward.residual else g
-                dz = np.multiply(g, slope, out=out)
-            if exceptions is not None:
-                dz.reshape(-1)[exceptions[0]] = g_exact
-            return dz
-        if (
-            in_place
-            and cached.shape == g.shape
-            and cached.dtype == g.dtype
-            and cached.flags.writeable
-            and cached.flags.owndata
-        ):
-            return np.multiply(g, cached, out=cached)
-        return np.multiply(g, cached)
-
-
-def _unscale(g: np.ndarray, log_scale: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    scale = np.power(10.0, log_scale)[..., np.newaxis, np.newaxis]
-    # Where the scale overflows, an exact zero must stay zero rather than become inf * 0 = nan.
-    return np.where(g == 0, 0.0, g * scale).astype(dtype, copy=False)
-
-
-def _gram_is_cheaper(dtype: np.dtype, batch: int, n_in: int, n_out: int) -> bool:
-    """Whether `_gram_norms` takes the Gram route for these shapes (see there)."""
-    return (
-        dtype == np.float64
-        and n_in * n_out >= _GRAM_MIN_ELEMENTS
-        and batch * (n_in + n_out) <= _GRAM_ADVANTAGE * 2 * n_in * n_out
-    )
-
-
-# Measured on this project's machines: two Gram matrices of a 256 x 512 batch take 2.0 ms with
-# numpy (syrk) against 3.2 ms for the 512 x 512 product; for small stacked matrices numpy's
-# per-matrix overhead eats the gain (100 of 32 x 64: 0.73 ms against 0.64 ms).
-_GRAM_MIN_ELEMENTS = 1 << 16
-_GRAM_ADVANTAGE = 0.7
-
-
-def _gram_norms(h_in: np.ndarray, dz: np.ndarray) -> np.ndarray | None:
-    """`||h_in^T dz||_F` over the last two axes, without the `n_in x n_out` product; or None.
-
-    `||H^T D||_F^2 = <H H^T, D D^T>`: two `batch x batch` Gram matrices, which numpy computes
-    with syrk (half a product each), instead of the `n_in x n_out` weight gradient. Taken for
-    float64 when that is cheaper; None otherwise, and None where the inner product cancels
-    (below 1e-4 of the Gram matrices' norms, where its rounding error would show) or where the
-    squares leave the float range: the caller then forms the product.
-    """
-    batch, n_in, n_out = dz.shape[-2], h_in.shape[-1], dz.shape[-1]
-    if not _gram_is_cheaper(dz.dtype, batch, n_in, n_out) or h_in.dtype != dz.dtype:
-        return None
-    gram_h = np.matmul(h_in, np.swapaxes(h_in, -1, -2))
-    gram_d = np.matmul(dz, np.swapaxes(dz, -1, -2))
-    flat_h = gram_h.reshape(*gram_h.shape[:-2], -1)
-    flat_d = gram_d.reshape(*gram_d.shape[:-2], -1)
-    squares = np.vecdot(flat_h, flat_d)
-    scale = np.sqrt(np.vecdot(flat_h, flat_h) * np.vecdot(flat_d, flat_d))
-    # scale == 0: H or D is 0, and so is the norm, exactly.
-    reliable = ((squares >= 1e-4 * scale) & (scale < np.inf) & (squares > 1e-280)) | (scale == 0)
-    if not reliable.all():
-        return None
-    return np.sqrt(np.maximum(squares, 0.0))
-
-
-def _weight_grad_flops(batch: int, n_in: int, n_out: int, dtype: type = np.float64) -> int:
-    """FLOPs the engine spends on one layer's weight-gradient norm (for the benchmark's count)."""
-    if _gram_is_cheaper(np.dtype(dtype), batch, n_in, n_out):
-        # Two syrk Gram matrices (batch^2 n each, half a product) and their inner product.
-        return batch * batch * (n_in + n_out) + 2 * batch * batch
-    return 2 * batch * n_in * n_out

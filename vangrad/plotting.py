@@ -17,7 +17,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from vangrad._validation import check_positive_int
 from vangrad.activations import Activation, get_activation
 from vangrad.bounds import SIGMOID_DERIVATIVE_MAX, log10_gradient_bound
-from vangrad.engine import SATURATION_THRESHOLD, GradientFlow
+from vangrad.flow import SATURATION_THRESHOLD, GradientFlow
 from vangrad.sweep import Sweep
 from vangrad.training import Network, TrainingResult, predict_proba
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from vangrad._validation import (
@@ -12,10 +10,13 @@ from vangrad._validation import (
     check_float_dtype,
     check_nonnegative_float,
     check_positive_int,
+    check_seed,
 )
 from vangrad.activations import Activation
-from vangrad.engine import GradientFlow, _check_activation, _run
+from vangrad.engine import run_network
+from vangrad.flow import GradientFlow
 from vangrad.initializers import Initializer, get_initializer
+from vangrad.network_checks import check_activation
 
 __all__ = ["simulate"]
 
@@ -96,7 +97,7 @@ def simulate(
     width = check_positive_int("width", width)
     batch_size = check_positive_int("batch_size", batch_size)
     trials = check_positive_int("trials", trials)
-    act = _check_activation(activation)
+    act = check_activation(activation)
     initializer = get_initializer(init)
     scale = initializer.check_scale(weight_scale)
     batchnorm = check_bool("batchnorm", batchnorm)
@@ -110,7 +111,7 @@ def simulate(
             "batchnorm=True needs batch_size >= 2 (the batch variance of one sample is 0), "
             f"got batch_size={batch_size}"
         )
-    rng = _make_rng(seed)
+    rng = check_seed(seed)
 
     x = rng.standard_normal((batch_size, width), dtype=float_dtype)
     # All layers (and trials) in one draw: a stack of depth * trials matrices.
@@ -128,7 +129,7 @@ def simulate(
     if loss == "random":
         stack = () if trials == 1 else (trials,)
         upstream = rng.standard_normal((*stack, batch_size, width), dtype=float_dtype)
-    return _run(
+    return run_network(
         x,
         weights,
         act,
@@ -138,15 +139,3 @@ def simulate(
         upstream=upstream,
         keep_grads=keep_grads,
     )
-
-
-def _make_rng(seed: object) -> np.random.Generator:
-    """Return `seed` if it is a `numpy.random.Generator`, else `np.random.default_rng(seed)`."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool | np.bool_) or not isinstance(seed, numbers.Integral):
-        raise TypeError(
-            "seed must be an integer >= 0 or a numpy.random.Generator, "
-            f"got {seed!r} (type {type(seed).__name__})"
-        )
-    return np.random.default_rng(check_positive_int("seed", seed, minimum=0))

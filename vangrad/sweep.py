@@ -14,11 +14,12 @@ from vangrad._validation import (
     check_float_dtype,
     check_positive_float,
     check_positive_int,
+    check_seed,
 )
 from vangrad.activations import Activation
-from vangrad.engine import _check_activation, _run
+from vangrad.engine import run_network
 from vangrad.initializers import Initializer, get_initializer
-from vangrad.simulation import _make_rng
+from vangrad.network_checks import check_activation
 
 __all__ = ["Sweep", "sweep"]
 
@@ -134,7 +135,7 @@ def sweep(
     width = check_positive_int("width", width)
     batch_size = check_positive_int("batch_size", batch_size)
     trials = check_positive_int("trials", trials)
-    acts = [_check_activation(a) for a in _check_list("activations", activations)]
+    acts = [check_activation(a) for a in _check_list("activations", activations)]
     initializers = [get_initializer(i) for i in _check_list("inits", inits)]
     scales = _check_scales(weight_scales, initializers)
     norms = _check_switch("batchnorm", batchnorm)
@@ -142,7 +143,7 @@ def sweep(
     float_dtype = check_float_dtype("dtype", dtype)
     if any(norms) and batch_size < 2:
         raise ValueError(f"batchnorm=True needs batch_size >= 2, got batch_size={batch_size}")
-    rng = _make_rng(seed)
+    rng = check_seed(seed)
 
     shape = (
         len(acts),
@@ -165,7 +166,7 @@ def sweep(
         for (a, act), (b, norm), (r, skip), (k, depth) in itertools.product(
             enumerate(acts), enumerate(norms), enumerate(skips), enumerate(depth_values)
         ):
-            flow = _run(
+            flow = run_network(
                 x,
                 list(base[:depth]),
                 act,

@@ -34,10 +34,13 @@ from vangrad._validation import (
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
+    check_seed,
 )
 from vangrad.activations import Activation, get_activation
-from vangrad.engine import GradientFlow, _check_activation, _run
+from vangrad.engine import run_network
+from vangrad.flow import GradientFlow
 from vangrad.initializers import Initializer, get_initializer
+from vangrad.network_checks import check_activation
 from vangrad.simulation import simulate
 
 __all__ = [
@@ -210,7 +213,7 @@ def variance_map(
         #> [1.0, 3.0]
         ```
     """
-    act = _check_activation(activation)
+    act = check_activation(activation)
     w, b = _check_params(sigma_w2, sigma_b2)
     q_array = _check_q("q", q)
     q_array, w, b = np.broadcast_arrays(q_array, w, b)
@@ -234,7 +237,7 @@ def chi(
         #> [1.0, 0.4644]
         ```
     """
-    act = _check_activation(activation)
+    act = check_activation(activation)
     w, _ = _check_params(sigma_w2, sigma_b2)
     q_array = _check_q("q", q)
     q_array, w = np.broadcast_arrays(q_array, w)
@@ -267,7 +270,7 @@ def fixed_point(
         #> 0.2647
         ```
     """
-    act = _check_activation(activation)
+    act = check_activation(activation)
     w, b = _check_params(sigma_w2, sigma_b2)
     closed = _closed_form(act)
     if closed is not None:
@@ -316,7 +319,7 @@ def chi_1(sigma_w2: ArrayLike, sigma_b2: ArrayLike = 0.0, activation: str = "tan
         #> 0.0557
         ```
     """
-    act = _check_activation(activation)
+    act = check_activation(activation)
     w, b = _check_params(sigma_w2, sigma_b2)
     closed = _closed_form(act)
     if closed is not None:
@@ -369,7 +372,7 @@ def critical_line(q_star: ArrayLike, activation: str = "tanh") -> tuple[np.ndarr
         #> 1.0
         ```
     """
-    act = _check_activation(activation)
+    act = check_activation(activation)
     q = _check_q("q_star", q_star)
     value = _mean_square(act, q)
     slope = _mean_square(act, q, derivative=True)
@@ -398,7 +401,7 @@ def critical_sigma_w2(sigma_b2: ArrayLike = 0.0, activation: str = "tanh") -> np
         #> 103.0
         ```
     """
-    act = _check_activation(activation)
+    act = check_activation(activation)
     target = _check_q("sigma_b2", sigma_b2)
     low = np.zeros(target.shape)
     high = np.full(target.shape, 1e4)
@@ -434,7 +437,7 @@ def variance_sequence(
         ```
     """
     depth = check_positive_int("depth", depth)
-    act = _check_activation(activation)
+    act = check_activation(activation)
     w = check_positive_float("sigma_w2", sigma_w2)
     b = check_nonnegative_float("sigma_b2", sigma_b2)
     moment = check_nonnegative_float("input_second_moment", input_second_moment)
@@ -517,7 +520,7 @@ def simulate_mean_field(
     activation: str | Activation,
     batch_size: int,
     trials: int = 1,
-    seed: int = 0,
+    seed: int | np.random.Generator = 0,
     loss: str = "random",
     dtype: str = "float64",
 ) -> GradientFlow:
@@ -541,7 +544,7 @@ def simulate_mean_field(
         activation: A name from `ACTIVATIONS` or an `Activation`.
         batch_size: The number of inputs; an integer >= 1.
         trials: The number of independent networks, run as one stack.
-        seed: Seeds `np.random.default_rng`.
+        seed: An integer >= 0, or a `numpy.random.Generator`.
         loss: `"random"` (default) or `"sum"`.
         dtype: `"float64"` (default) or `"float32"` (half the memory and time).
 
@@ -613,7 +616,7 @@ def phase_diagram(
     batch_size: int,
     trials: int = 1,
     activation: str | Activation = "tanh",
-    seed: int = 0,
+    seed: int | np.random.Generator = 0,
 ) -> PhaseDiagram:
     """Measure the input gradient relative to the output over a grid of weight and bias variances.
 
@@ -632,7 +635,7 @@ def phase_diagram(
         batch_size: The number of inputs.
         trials: The networks per grid point.
         activation: A name from `ACTIVATIONS` or an `Activation`.
-        seed: Seeds `np.random.default_rng`.
+        seed: An integer >= 0, or a `numpy.random.Generator`.
 
     Returns:
         A `PhaseDiagram`.
@@ -658,8 +661,8 @@ def phase_diagram(
     width = check_positive_int("width", width)
     batch_size = check_positive_int("batch_size", batch_size)
     trials = check_positive_int("trials", trials)
-    act = _check_activation(activation)
-    rng = np.random.default_rng(check_positive_int("seed", seed, minimum=0))
+    act = check_activation(activation)
+    rng = check_seed(seed)
     x = rng.standard_normal((batch_size, width))
     weights = rng.standard_normal((depth, trials, width, width))
     weights /= math.sqrt(width)
@@ -673,7 +676,7 @@ def phase_diagram(
     upstream = np.broadcast_to(
         rng.standard_normal((trials, batch_size, width)), (*stack, batch_size, width)
     )
-    flow = _run(
+    flow = run_network(
         x,
         list(weights),
         act,
@@ -702,7 +705,7 @@ def jacobian_singular_values(
     sigma_b2: float = 0.0,
     weights: str = "gaussian",
     trials: int = 1,
-    seed: int = 0,
+    seed: int | np.random.Generator = 0,
 ) -> dict[int, np.ndarray]:
     """Return the singular values of the input-output Jacobian `dh_L/dx` at each depth `L`.
 
@@ -732,11 +735,11 @@ def jacobian_singular_values(
     wanted = sorted({check_positive_int("depths", d) for d in depths})
     width = check_positive_int("width", width)
     trials = check_positive_int("trials", trials)
-    act = _check_activation(activation)
+    act = check_activation(activation)
     w = check_positive_float("sigma_w2", sigma_w2)
     b = check_nonnegative_float("sigma_b2", sigma_b2)
     kind = check_choice("weights", weights, ("gaussian", "orthogonal"))
-    rng = np.random.default_rng(check_positive_int("seed", seed, minimum=0))
+    rng = check_seed(seed)
     q_star = float(fixed_point(w, b, act)) if act.name != "linear" else 1.0
     moment = (q_star - b) / w if math.isfinite(q_star) and q_star > b else 1.0
     h = math.sqrt(moment) * rng.standard_normal((trials, 1, width))
@@ -782,7 +785,7 @@ def predicted_jacobian_variance(
         #> {'gaussian': [16.0, 64.0], 'orthogonal': [8.0, 32.0]}
         ```
     """
-    act = _check_activation(activation)
+    act = check_activation(activation)
     w = check_positive_float("sigma_w2", sigma_w2)
     b = check_nonnegative_float("sigma_b2", sigma_b2)
     depth_array = check_finite_array("depth", depth, ndim=range(33)).astype(np.float64)

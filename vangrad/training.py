@@ -9,7 +9,7 @@ The network is the engine's stack of layers followed by a linear readout and a s
   cross-entropy against integer labels as the loss.
 
 Design. The layers run through the engine's own forward and backward pass
-(`vangrad.engine._run`), so the gradients that training follows are the ones the rest of the
+(`vangrad.engine.run_network`), so the gradients that training follows are the ones the rest of the
 site measures. Two parts of the network do not fit the engine, and are handled here:
 
 - The readout. The engine applies one activation to every layer, and a softmax readout must be
@@ -41,11 +41,13 @@ from vangrad._validation import (
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
+    check_seed,
 )
 from vangrad.activations import Activation
-from vangrad.engine import GradientFlow, _check_activation, _run
+from vangrad.engine import run_network
+from vangrad.flow import GradientFlow
 from vangrad.initializers import Initializer, get_initializer
-from vangrad.simulation import _make_rng
+from vangrad.network_checks import check_activation
 
 __all__ = [
     "Gradients",
@@ -214,7 +216,7 @@ def make_network(
     n_classes = check_positive_int("n_classes", n_classes, minimum=2)
     depth = check_positive_int("depth", depth)
     width = check_positive_int("width", width)
-    act = _check_activation(activation)
+    act = check_activation(activation)
     initializer = get_initializer(init)
     scale = initializer.check_scale(weight_scale)
     batchnorm = check_bool("batchnorm", batchnorm)
@@ -224,7 +226,7 @@ def make_network(
             f"residual=True embeds the {n_features} input features in the first layer's width, "
             f"so width must be >= n_features, got width={width}"
         )
-    rng = _make_rng(seed)
+    rng = check_seed(seed)
     shapes = [(n_features, width)] + [(width, width)] * (depth - 1) + [(width, n_classes)]
     weights = tuple(initializer.sample(rng, *shape, weight_scale=scale) for shape in shapes)
     biases = tuple(np.zeros(shape[1]) for shape in shapes)
@@ -353,7 +355,7 @@ def train(
             "batchnorm=True needs batch_size >= 2 (the batch variance of one sample is 0), "
             f"got batch_size={batch_size}"
         )
-    rng = _make_rng(seed)
+    rng = check_seed(seed)
 
     weights = [w.copy() for w in network.weights]
     biases = [b.copy() for b in network.biases]
@@ -415,7 +417,7 @@ def _run_layers(
     if network.residual and network.n_features < network.width:
         x = np.pad(x, ((0, 0), (0, network.width - network.n_features)))
         weights[0] = np.pad(weights[0], ((0, network.width - network.n_features), (0, 0)))
-    return _run(
+    return run_network(
         x,
         weights,
         network.activation,
