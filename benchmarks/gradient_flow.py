@@ -24,6 +24,15 @@ What it does, in order:
    workloads 4 to 7, the FLOPs vangrad performs and the fraction of that peak it reaches.
 5. vangrad's peak memory (tracemalloc, which sees numpy's buffers) against the bytes of the
    weights and of the activations the backward pass must read.
+6. The engines side by side: the fast engine (`VANGRAD_ENGINE=fast`), the reference engine
+   (`VANGRAD_ENGINE=reference`) and the engine of an earlier commit (`--baseline`, default
+   db5df34, the last before the split), loaded from git into this process under another
+   package name, all interleaved on the same arrays. `--engines-only` runs this part alone.
+
+vangrad changes no process-wide setting. The engine of db5df34 asked glibc to keep freed memory
+(`mallopt`); this script stops it from doing so (`VANGRAD_KEEP_FREED_MEMORY=0`, which that
+version reads), so that every engine runs with glibc's defaults, unless `--keep-freed-memory`
+asks for the setting for all of them (`benchmarks/freed_memory.py`).
 
 PyTorch is written as a user would write it: a `torch.nn.Module` holding the weights as
 parameters, `retain_grad()` on every layer's output, `loss.backward()`, then the norms of every
@@ -44,22 +53,40 @@ _parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
 _parser.add_argument("--repeats", type=int, default=7, help="timed rounds per workload")
 _parser.add_argument("--only", type=int, nargs="*", help="workload numbers to run (default all)")
 _parser.add_argument("--skip-timing", action="store_true", help="agreement check only")
+_parser.add_argument("--baseline", default="db5df34", help="the commit whose engine to time too")
+_parser.add_argument("--engines-only", action="store_true", help="only the engines side by side")
+_parser.add_argument(
+    "--keep-freed-memory", action="store_true", help="ask glibc to keep freed memory (all engines)"
+)
 ARGS = _parser.parse_args()
 # Before numpy's first import: OpenBLAS sizes its thread pool from these once, at load time.
-for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+# vangrad's own threads over a stack follow VANGRAD_NUM_THREADS (db5df34's followed OpenBLAS's).
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VANGRAD_NUM_THREADS"):
     os.environ[_name] = str(ARGS.threads)
+os.environ["VANGRAD_KEEP_FREED_MEMORY"] = "1" if ARGS.keep_freed_memory else "0"
 
+import importlib
+import io
 import platform
+import re
 import statistics
+import subprocess
+import tarfile
+import tempfile
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 import vangrad
 from vangrad import backprop, get_initializer
 from vangrad.fast_engine import weight_grad_flops
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from freed_memory import keep_freed_memory
 
 try:
     import torch
@@ -444,11 +471,97 @@ def load() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
 
 
+# --- the engines side by side ---------------------------------------------------------------
+
+
+def load_baseline(commit: str) -> ModuleType:
+    """The `vangrad` package of `commit`, imported from git as `vangrad_<commit>`."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "archive", commit, "vangrad"], cwd=root, capture_output=True, check=True
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix="vangrad-baseline-"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    name = f"vangrad_{re.sub(r'[^0-9a-zA-Z]', '_', commit)}"
+    (folder / "vangrad").rename(folder / name)
+    for path in (folder / name).glob("*.py"):
+        text = re.sub(r"\b(from|import) vangrad\b", rf"\1 {name}", path.read_text())
+        path.write_text(text)
+    sys.path.insert(0, str(folder))
+    return importlib.import_module(name)
+
+
+def engine_run(case: Case, engine: str) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+    """`run_vangrad` with `VANGRAD_ENGINE` set to `engine`, read by each call."""
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        os.environ["VANGRAD_ENGINE"] = engine
+        return run_vangrad(case)
+
+    return run
+
+
+def compare_engines(workloads: list[Workload], baseline: ModuleType) -> None:
+    """Print the side-by-side table of the three engines, and how far their results differ."""
+    label = ARGS.baseline
+    print(f"## The engines side by side: fast, reference and {label}'s\n")
+    print(
+        f"Median seconds of interleaved runs. Differences: the largest absolute difference of "
+        f"any log10 norm, fast against {label} and against the reference.\n"
+    )
+    print(
+        f"| # | dtype | {label} | fast | reference | fast / {label} | same, fastest runs | "
+        f"reference / fast | fast - {label} | fast - reference |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+
+    def run_baseline(case: Case) -> tuple[np.ndarray, np.ndarray]:
+        w = case.workload
+        flow = baseline.backprop(
+            case.x, case.weights, w.activation, batchnorm=w.batchnorm, residual=w.residual
+        )
+        return np.atleast_2d(flow.log10_grad_norms), np.atleast_2d(flow.log10_weight_grad_norms)
+
+    for w in workloads:
+        for dtype in (np.float64, np.float32):
+            case = make_case(w, dtype)
+            runs: dict[str, Callable[[], object]] = {
+                "baseline": lambda case=case: run_baseline(case),
+                "fast": engine_run(case, "fast"),
+                "reference": engine_run(case, "reference"),
+            }
+            results = {name: run() for name, run in runs.items()}
+            times = interleaved_times(runs, ARGS.repeats)
+            t = {name: statistics.median(values) for name, values in times.items()}
+            fastest = min(times["fast"]) / min(times["baseline"])
+
+            def gap(a: str, b: str, results: dict = results) -> float:
+                pairs = zip(results[a], results[b], strict=True)
+                with np.errstate(invalid="ignore"):
+                    return max(float(np.nanmax(np.abs(x - y))) for x, y in pairs)
+
+            print(
+                f"| {w.number} | {np.dtype(dtype).name} | {t['baseline']:.4f} | {t['fast']:.4f} "
+                f"| {t['reference']:.4f} | {t['fast'] / t['baseline']:.3f} | {fastest:.3f} "
+                f"| {t['reference'] / t['fast']:.2f} | {gap('fast', 'baseline'):.0e} "
+                f"| {gap('fast', 'reference'):.0e} |"
+            )
+    os.environ.pop("VANGRAD_ENGINE", None)
+    print()
+
+
 def main() -> int:
     """Agreement check, then timings, peak and memory; exit status 1 if the check fails."""
     workloads = [w for w in WORKLOADS if not ARGS.only or w.number in ARGS.only]
     print(f"Machine: {machine()}\n")
     print(f"At the start: {load()}\n")
+    if ARGS.keep_freed_memory:
+        print(f"glibc keeps freed memory (--keep-freed-memory): {keep_freed_memory()}\n")
+    if ARGS.engines_only:
+        compare_engines(workloads, load_baseline(ARGS.baseline))
+        print(f"At the end: {load()}")
+        return 0
     if not check_agreement(workloads):
         print("Agreement check FAILED: no timings.")
         return 1
@@ -459,6 +572,7 @@ def main() -> int:
     print(f"float64: {peaks['float64']:.1f} GFLOP/s; float32: {peaks['float32']:.1f} GFLOP/s\n")
     time_workloads(workloads, peaks)
     memory(workloads)
+    compare_engines(workloads, load_baseline(ARGS.baseline))
     print(f"At the end: {load()}")
     return 0
 

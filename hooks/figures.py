@@ -370,7 +370,7 @@ def _jacobian_runs() -> dict[tuple[str, str], dict[str, Any]]:
                 activation=activation,
                 sigma_w2=w2,
                 sigma_b2=b2,
-                weights=kind,
+                weight_distribution=kind,
                 trials=JACOBIAN["trials"],
                 seed=JACOBIAN["seed"],
             )

@@ -184,19 +184,29 @@ def _tanh_exact(z: float) -> float:
         return float((e - 1) / (e + 1))
 
 
-def test_tanh_from_one_exp_is_within_a_few_ulp_everywhere() -> None:
-    # The engine's tanh is (1 - e) / (1 + e) with e = exp(-2|z|), and a series where 1 - e
-    # would cancel (|z| < 0.05): it must stay as accurate as np.tanh on both sides of that seam.
+def _tanh_slope_exact(z: float) -> float:
+    with localcontext() as context:
+        context.prec = 80
+        e = (2 * Decimal(z)).exp()
+        return float(4 * e / (e + 1) ** 2)  # 1 - tanh(z)^2
+
+
+def test_tanh_and_its_slope_are_accurate_on_both_sides_of_the_seam() -> None:
+    # The slope is 1 - t^2 up to |z| = 2 and 4e / (1 + e)^2 with e = exp(-2|z|) beyond, where
+    # 1 - t^2 would cancel (to 0 for |z| > 19): both must be accurate near the seam and far out.
     rng = np.random.default_rng(0)
     z = np.concatenate(
         [
-            rng.standard_normal(3000) * np.exp(rng.uniform(-25, 3, 3000)),
-            [0.0499999, 0.05, 0.0500001, -0.05, 1e-8, -1e-12, 20.0, -30.0],
+            rng.standard_normal(3000) * np.exp(rng.uniform(-25, 3.5, 3000)),
+            [1.9999999, 2.0, 2.0000001, -2.0, 1e-8, -1e-12, 20.0, -30.0, 300.0],
         ]
     )
-    expected = np.array([_tanh_exact(v) for v in z.tolist()])
-    np.testing.assert_allclose(ACTIVATIONS["tanh"].function(z), expected, rtol=2e-15, atol=0)
-    assert np.signbit(ACTIVATIONS["tanh"].function(np.array([-0.0])))[0]
+    tanh = ACTIVATIONS["tanh"]
+    value, slope = tanh.value_and_derivative(z)
+    np.testing.assert_allclose(value, [_tanh_exact(v) for v in z.tolist()], rtol=2e-15, atol=0)
+    np.testing.assert_allclose(slope, [_tanh_slope_exact(v) for v in z.tolist()], rtol=1e-14)
+    assert slope[-1] > 0  # exp(-600): no cancellation to 0
+    assert np.signbit(tanh.function(np.array([-0.0])))[0]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -73,7 +73,7 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         "batchnorm-batch-1-simulate",
         sim(batch_size=1, batchnorm=True),
         ValueError,
-        r"batchnorm=True needs batch_size >= 2.*got batch_size=1",
+        r"batchnorm=True needs a batch of at least 2 samples.*got batch_size=1",
     ),
     (
         "batchnorm-batch-1-backprop",
@@ -253,7 +253,7 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         "sweep-batchnorm-batch-1",
         lambda: sweep([3], width=4, batch_size=1, batchnorm=True),
         ValueError,
-        r"batchnorm=True needs batch_size >= 2",
+        r"batchnorm=True needs a batch of at least 2 samples",
     ),
 ]
 

@@ -137,11 +137,16 @@ def test_predicted_profile() -> None:
     np.testing.assert_allclose(np.diff(predicted_log10_grad_norms(5, 2.0, 0.1)), -steps)
 
 
-def test_init_sigma_w2_covers_the_registry() -> None:
+def test_init_sigma_w2_is_the_fan_in_times_the_variance_of_drawn_weights() -> None:
+    # Measured from samples, not from the initialisers' own formulas: 400 x 400 Gaussian weights
+    # give the variance to sqrt(2 / 160000) = 0.35% (one standard error); 1% is three of them.
+    rng = np.random.default_rng(3)
     for name, init in INITIALIZERS.items():
-        scale = 0.1 if init.scale_is_std else None
-        expected = 100 * init.variance(100, 100, weight_scale=scale)
-        assert init_sigma_w2(name, 100, weight_scale=scale) == pytest.approx(expected)
+        scale = 0.05 if init.scale_is_std else 1.5
+        drawn = init.sample(rng, 400, 400, weight_scale=scale)
+        assert init_sigma_w2(name, 400, weight_scale=scale) == pytest.approx(
+            400 * drawn.var(), rel=0.01
+        ), name
     assert init_sigma_w2("he_normal", 64) == pytest.approx(2.0)
     assert init_sigma_w2("xavier_uniform", 64) == pytest.approx(1.0)
 
@@ -319,7 +324,7 @@ def test_phase_diagram_matches_a_separate_run_of_the_same_networks() -> None:
 
 def test_jacobian_of_orthogonal_linear_network_is_orthogonal() -> None:
     spectra = jacobian_singular_values(
-        [3, 9], 20, activation="linear", sigma_w2=1.0, weights="orthogonal", trials=3
+        [3, 9], 20, activation="linear", sigma_w2=1.0, weight_distribution="orthogonal", trials=3
     )
     np.testing.assert_allclose(spectra[9], 1.0, rtol=1e-10)
 

@@ -48,7 +48,7 @@ from vangrad.flow import (
     GradientFlow,
     frobenius_norms,
     overflow_layers,
-    rescale_divisor,
+    rescale,
     unscale,
 )
 from vangrad.network_checks import (
@@ -63,8 +63,8 @@ from vangrad.network_checks import (
 
 __all__ = [
     "ENGINES",
-    "Gradients",
     "Layer",
+    "MeasuredGradients",
     "backprop",
     "backward",
     "forward",
@@ -86,7 +86,7 @@ def backprop(
     biases: Sequence[ArrayLike] | None = None,
     batchnorm: bool = False,
     residual: bool = False,
-    upstream: ArrayLike | None = None,
+    upstream: ArrayLike | Callable[[np.ndarray], ArrayLike] | None = None,
     keep_grads: bool = False,
 ) -> GradientFlow:
     """Run a forward and a backward pass and measure the gradient at every layer.
@@ -101,8 +101,10 @@ def backprop(
         batchnorm: Normalise each `z_l` over the batch (needs a batch of at least 2). A bias
             before batch normalisation cancels out: its gradient is zero.
         residual: Add each layer's input to its output (needs equal widths).
-        upstream: `dLoss/dh_L`; it must broadcast to the shape of `h_L`. Default: ones, so the
-            loss is the sum of `h_L`.
+        upstream: `dLoss/dh_L`, an array that broadcasts to the shape of `h_L`; or a function
+            of the output `h_L` that returns it, for a loss whose gradient depends on the
+            output (`lambda h: h - y` for the squared error `0.5 ||h_L - y||^2`). Default:
+            ones, so the loss is the sum of `h_L`.
         keep_grads: Also return every `dLoss/dh_l`, `dLoss/dW_l` (and `dLoss/db_l`).
 
     Returns:
@@ -147,9 +149,15 @@ def backprop(
         check_residual_widths(checked)
     stack = np.broadcast_shapes(x_array.shape[:-2], *(w.shape[:-2] for w in checked))
     output_shape = (*stack, x_array.shape[-2], checked[-1].shape[-1])
-    upstream_array = None
-    if upstream is not None:
-        upstream_array = check_upstream(upstream, output_shape, dtype)
+    checked_upstream: Upstream = None
+    if callable(upstream):
+        loss_gradient = upstream
+
+        def checked_upstream(h: np.ndarray) -> np.ndarray:
+            return check_upstream(loss_gradient(h), h.shape, dtype, name="upstream(h_L)")
+
+    elif upstream is not None:
+        checked_upstream = check_upstream(upstream, output_shape, dtype)
     return run_network(
         x_array,
         checked,
@@ -157,7 +165,7 @@ def backprop(
         biases=checked_biases,
         batchnorm=batchnorm,
         residual=residual,
-        upstream=upstream_array,
+        upstream=checked_upstream,
         keep_grads=keep_grads,
     )
 
@@ -188,28 +196,28 @@ def run_network(
       weight gradients are with respect to the scaled weights `gain * W_l`.
     - With `weight_grads=False` the weight gradients are skipped (their norms are nan).
     """
-    choice = os.environ.get("VANGRAD_ENGINE", "").strip() or "fast"
-    run = run_reference if check_choice("VANGRAD_ENGINE", choice, ENGINES) == "reference" else None
-    run = run or fast_engine.run_fast
-    with np.errstate(all="ignore"):  # overflow is recorded in the result, not warned about
-        return run(
-            x,
-            weights,
-            activation,
-            biases=biases,
-            batchnorm=batchnorm,
-            residual=residual,
-            upstream=upstream,
-            keep_grads=keep_grads,
-            gain=gain,
-            weight_grads=weight_grads,
-        )
+    choice = os.environ.get("VANGRAD_ENGINE") or "fast"
+    if choice not in ENGINES:
+        check_choice("VANGRAD_ENGINE", choice, ENGINES)  # raises, naming the variable
+    run = run_reference if choice == "reference" else fast_engine.run_fast
+    return run(
+        x,
+        weights,
+        activation,
+        biases=biases,
+        batchnorm=batchnorm,
+        residual=residual,
+        upstream=upstream,
+        keep_grads=keep_grads,
+        gain=gain,
+        weight_grads=weight_grads,
+    )
 
 
 # --8<-- [start:forward]
 @dataclass
 class Layer:
-    """What the forward pass keeps of one layer: what the backward pass needs, and statistics."""
+    """One layer's record: what the backward pass needs, and the layer's statistics."""
 
     h_in: np.ndarray  # h_{l-1}, the layer's input
     slope: np.ndarray  # phi'(z_l)
@@ -228,20 +236,20 @@ def forward(
     residual: bool = False,
     gain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[Layer]]:
-    """Run the layers from `h_0 = x`; return the output `h_L` and one `Layer` per layer."""
+    """Run the layers from `h_0 = x`; return `h_L` and one `Layer` per layer."""
     h, layers = x, []
     for index, w in enumerate(weights):
-        z = h @ w
+        z = h @ w  # z_l = h_{l-1} W_l
         if gain is not None:
             z = gain * z
         if biases is not None:
-            z = z + biases[index]
+            z = z + biases[index]  # ... + b_l
         z_hat = inverse_std = None
-        if batchnorm:
+        if batchnorm:  # z_l <- (z_l - mean) / sqrt(var + eps), over the batch
             z_hat, inverse_std = normalise(z, axis=-2)
             z = z_hat
-        a, slope = values_and_slopes(activation, z)
-        h_out = h + a if residual else a
+        a, slope = values_and_slopes(activation, z)  # a_l = phi(z_l), and phi'(z_l)
+        h_out = h + a if residual else a  # h_l
         statistics = layer_statistics(z, a, slope, h_out, activation)
         layers.append(Layer(h, slope, z_hat, inverse_std, statistics))
         h = h_out
@@ -249,10 +257,10 @@ def forward(
 
 
 def normalise(z: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """`z_hat = (z - mean) / sqrt(var + eps)` over `axis` (-2: the batch), and `1 / sqrt(...)`."""
-    # Centred on the first sample before the mean is taken: a column of equal values is then
-    # exactly 0, not a rounding error that 1/sqrt(eps) would blow up. Sums accumulate in
-    # float64: in float32 their rounding, amplified by 1/std, showed in the norms.
+    """`z_hat = (z - mean) * s` with `s = 1 / sqrt(var + eps)` over `axis`; and `s`."""
+    # Centred on the first sample before the mean is taken: a column of equal values
+    # is then exactly 0, not a rounding error that 1/sqrt(eps) would blow up. Sums
+    # accumulate in float64: in float32 their rounding, amplified by 1/std, showed.
     centred = z - np.take(z, [0], axis=axis)
     centred -= centred.mean(axis=axis, keepdims=True, dtype=np.float64).astype(z.dtype)
     variance = np.mean(centred * centred, axis=axis, keepdims=True, dtype=np.float64)
@@ -274,56 +282,59 @@ def backward(
     has_biases: bool = False,
     weight_grads: bool = True,
     keep_grads: bool = False,
-) -> Gradients:
+) -> MeasuredGradients:
     """Back-propagate `upstream = dLoss/dh_L` through the layers, top layer first."""
-    measured = Gradients(keep=keep_grads)
+    measured = MeasuredGradients(keep=keep_grads)
     # The true gradient dLoss/dh_l is g * 10**log_scale, with g kept near unit norm.
     norms = frobenius_norms(upstream)
     measured.add("grads", upstream, 0.0, norms)
-    divisor, log_scale = rescale_divisor(norms, upstream.dtype)
-    g = upstream / divisor
+    g, log_scale = rescale(upstream, norms)
     for layer, w in zip(reversed(layers), reversed(weights), strict=True):
-        # Through the activation, a = phi(z): dLoss/dz = dLoss/da * phi'(z), elementwise.
+        # Through the activation, a = phi(z): dLoss/dz = dLoss/da * phi'(z).
         dz = g * layer.slope
         # Through batch normalisation (derived in normalise_backward).
         if layer.inverse_std is not None:
             dz = normalise_backward(dz, layer.z_hat, layer.inverse_std, axis=-2)
-        # Through the bias, z = ... + b: dLoss/db is dLoss/dz summed over the batch; exactly 0
-        # under batch normalisation, which subtracts the batch mean and the bias with it.
+        # Through the bias, z = ... + b: dLoss/db is dLoss/dz summed over the batch;
+        # exactly 0 under batch normalisation, which subtracts the bias with the mean.
         if has_biases:
             db = dz.sum(axis=-2, keepdims=True)
-            measured.add("bias_grads", db if layer.inverse_std is None else 0 * db, log_scale)
+            if layer.inverse_std is not None:
+                db = np.zeros_like(db)
+            measured.add("bias_grads", db, log_scale)
         # Through the weights, z = h_in @ W: dLoss/dW = h_in^T @ dLoss/dz ...
         if weight_grads:
-            measured.add("weight_grads", np.swapaxes(layer.h_in, -1, -2) @ dz, log_scale)
-        # ... and dLoss/dh_in = dLoss/dz @ W^T, times the gain where z = gain * (h_in @ W).
+            dw = np.swapaxes(layer.h_in, -1, -2) @ dz
+            measured.add("weight_grads", dw, log_scale)
+        # ... and dLoss/dh_in = dLoss/dz @ W^T (times the gain, if z = gain * h_in @ W).
         g_in = dz @ np.swapaxes(w, -1, -2)
         if gain is not None:
             g_in = g_in * gain
         # Through the residual identity, h = h_in + a: g also reaches h_in unchanged.
         if residual:
             g_in = g_in + g
-        # Log space: record the norm, then divide g by about its norm (a power of two, which
-        # is exact) and add that divisor's log10 to the running scale.
+        # Log space: record the norm, then divide g by about its norm (by a power of
+        # two, which is exact) and add the divisor's log10 to the running scale.
         norms = frobenius_norms(g_in)
         measured.add("grads", g_in, log_scale, norms)
-        divisor, log_divisor = rescale_divisor(norms, g_in.dtype)
-        g, log_scale = g_in / divisor, log_scale + log_divisor
+        g, log_divisor = rescale(g_in, norms)
+        log_scale = log_scale + log_divisor
     return measured.bottom_first()
 
 
 def normalise_backward(
     dz_hat: np.ndarray, z_hat: np.ndarray, inverse_std: np.ndarray, axis: int
 ) -> np.ndarray:
-    """`dLoss/dz` from `dLoss/dz_hat`, for `z_hat = (z - mean(z)) * s`, `s = 1/sqrt(var + eps)`.
+    """The chain rule through `normalise`: `dLoss/dz` from `dLoss/dz_hat`.
 
-    With `m` samples, `d mean / dz_j = 1/m` and `d var / dz_j = 2 (z_j - mean) / m`, so
+    `z_hat = (z - mean(z)) * s` with `s = 1 / sqrt(var(z) + eps)`. With `m` samples,
+    `d mean / dz_j = 1/m` and `d var / dz_j = 2 (z_j - mean) / m`, so
     `ds/dz_j = -s^3 (z_j - mean) / m` and the chain rule through both statistics gives
 
         dLoss/dz = s * (dz_hat - mean(dz_hat) - z_hat * mean(dz_hat * z_hat)).
 
-    The mean of the upstream gradient is removed: a gradient that is the same for every sample
-    (such as the sum loss's ones) does not pass batch normalisation at all.
+    The mean of the upstream gradient is removed: a gradient that is the same for every
+    sample (such as the sum loss's ones) does not pass batch normalisation at all.
     """
     # Centred on the first sample first, as in `normalise`: equal values give exactly 0.
     centred = dz_hat - np.take(dz_hat, [0], axis=axis)
@@ -335,7 +346,7 @@ def normalise_backward(
 # --8<-- [end:backward]
 
 
-class Gradients:
+class MeasuredGradients:
     """The `log10` norms `backward` measured per layer, and with `keep` the gradients too.
 
     Each name (`"grads"`: `dLoss/dh_l`, `"weight_grads"`, `"bias_grads"`) maps to a list with
@@ -364,7 +375,7 @@ class Gradients:
                 true_gradient = true_gradient[..., 0, :]
             self.kept.setdefault(name, []).append(true_gradient)
 
-    def bottom_first(self) -> Gradients:
+    def bottom_first(self) -> MeasuredGradients:
         """Reverse every list (the backward pass runs top layer first); return self."""
         for values in (*self.log10_norms.values(), *self.kept.values()):
             values.reverse()
@@ -405,22 +416,23 @@ def run_reference(
     """`run_network` by the reference engine: `forward`, then `backward`, then the results."""
     if gain is not None:
         gain = gain.astype(x.dtype)[..., np.newaxis, np.newaxis]
-    h, layers = forward(
-        x, weights, activation, biases=biases, batchnorm=batchnorm, residual=residual, gain=gain
-    )
-    if callable(upstream):
-        upstream = upstream(h)
-    upstream = np.ones_like(h) if upstream is None else np.array(upstream, dtype=h.dtype)
-    measured = backward(
-        layers,
-        weights,
-        np.broadcast_to(upstream, h.shape).copy(),
-        residual=residual,
-        gain=gain,
-        has_biases=biases is not None,
-        weight_grads=weight_grads,
-        keep_grads=keep_grads,
-    )
+    with np.errstate(all="ignore"):  # an overflow is recorded in the result, not warned about
+        h, layers = forward(
+            x, weights, activation, biases=biases, batchnorm=batchnorm, residual=residual, gain=gain
+        )
+        if callable(upstream):
+            upstream = upstream(h)
+        upstream = np.ones_like(h) if upstream is None else np.array(upstream, dtype=h.dtype)
+        measured = backward(
+            layers,
+            weights,
+            np.broadcast_to(upstream, h.shape).copy(),
+            residual=residual,
+            gain=gain,
+            has_biases=biases is not None,
+            weight_grads=weight_grads,
+            keep_grads=keep_grads,
+        )
     stack = h.shape[:-2]
 
     def per_layer(values: Sequence[np.ndarray]) -> np.ndarray:

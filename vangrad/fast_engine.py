@@ -695,8 +695,7 @@ class _Backward:
         self.log10_grads[..., depth] = np.log10(norms)
         divisor, self.log_scale = rescale_divisor(norms, self.dtype)
         g /= divisor
-        self.dead = norms == 0  # a gradient that is exactly zero stays so
-        self.hopeless = np.isnan(norms)
+        self.norms = norms  # of the running gradient, before its rescaling
         self.g = g
         if keep_grads:
             self.grads.append(unscale(g, self.log_scale, self.dtype))
@@ -818,8 +817,7 @@ class _Backward:
         self.log_scale = base + log_divisor
         self.g = gs[-1]
         self.g /= divisor
-        self.dead = norms[-1] == 0
-        self.hopeless = np.isnan(norms[-1])
+        self.norms = norms[-1]
         if check:
             self._adapt(log_norms)
         return True
@@ -838,12 +836,12 @@ class _Backward:
         """
         low, high = 10.0**-self.window, 10.0**self.window
         ok = (norms >= low) & (norms <= high)
-        ok |= (norms == 0) & self.dead
+        ok |= (norms == 0) & (self.norms == 0)
         tiny = float(np.finfo(self.dtype).smallest_normal) * 1e6
         for other in (bias_norms, weight_norms):
             if other is not None:
                 ok &= (other == 0) | ((other >= tiny) & (other < np.inf))
-        return bool(np.all(ok | self.broken | self.hopeless))
+        return bool(np.all(ok | self.broken | np.isnan(self.norms)))
 
     def _adapt(self, log_norms: np.ndarray) -> None:
         """Size the next chunk to drift half the window at the rate the last one drifted."""

@@ -7,6 +7,7 @@ a norm, a saturated unit or an overflowed layer in the same way.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +20,7 @@ __all__ = [
     "GradientFlow",
     "frobenius_norms",
     "overflow_layers",
+    "rescale",
     "rescale_divisor",
     "unscale",
 ]
@@ -136,12 +138,21 @@ def rescale_divisor(norms: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.
     norm becomes `m`, and the division is exact: it changes no digit of any entry. That makes
     the rescaled gradient independent of when it was rescaled, which is why the fast engine's
     chunks of unscaled layers give the reference's numbers. 1 where the norm is 0 or not finite
-    (nothing to rescale). The divisor is shaped to broadcast against the gradient.
+    (`frexp` gives them the exponent 0): nothing to rescale. The divisor is shaped to broadcast
+    against the gradient.
     """
-    usable = (norms > 0) & np.isfinite(norms)
-    exponent = np.frexp(np.where(usable, norms, 1.0))[1]
-    divisor = np.where(usable, np.ldexp(1.0, exponent), 1.0)
-    return divisor.astype(dtype)[..., np.newaxis, np.newaxis], np.log10(divisor)
+    exponent = np.frexp(norms)[1]
+    divisor = np.ldexp(np.dtype(dtype).type(1), exponent)
+    return divisor[..., np.newaxis, np.newaxis], exponent * _LOG10_2
+
+
+_LOG10_2 = math.log10(2.0)
+
+
+def rescale(g: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`g` divided by the power of two nearest below its norm, and the `log10` of the divisor."""
+    divisor, log10_divisor = rescale_divisor(norms, g.dtype)
+    return g / divisor, log10_divisor
 
 
 def unscale(g: np.ndarray, log10_scale: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -125,16 +125,18 @@ def check_residual_widths(weights: list[np.ndarray]) -> None:
             )
 
 
-def check_upstream(upstream: object, output_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+def check_upstream(
+    upstream: object, output_shape: tuple[int, ...], dtype: np.dtype, *, name: str = "upstream"
+) -> np.ndarray:
     """`dLoss/dh_L`, finite in the network's dtype and broadcast to the output's shape."""
-    array = check_finite_array("upstream", upstream, ndim=range(len(output_shape) + 1))
+    array = check_finite_array(name, upstream, ndim=range(len(output_shape) + 1))
     with np.errstate(over="ignore"):
         cast = array.astype(dtype, copy=False)
     if not np.all(np.isfinite(cast)):
-        raise ValueError(f"upstream overflows in {np.dtype(dtype).name}, the network's dtype")
+        raise ValueError(f"{name} overflows in {np.dtype(dtype).name}, the network's dtype")
     try:
         return np.broadcast_to(cast, output_shape)
     except ValueError as error:
         raise ValueError(
-            f"upstream has shape {array.shape} but the output h_L has shape {output_shape}"
+            f"{name} has shape {array.shape} but the output h_L has shape {output_shape}"
         ) from error

@@ -272,7 +272,11 @@ def _diverging_norm(values: np.ndarray) -> TwoSlopeNorm:
 
 
 def plot_comparison(
-    grid: Sweep, *, depth: int = -1, weight_scale: int = 0, ax: Axes | None = None
+    grid: Sweep,
+    *,
+    depth: int | None = None,
+    weight_scale: float | None = None,
+    ax: Axes | None = None,
 ) -> Axes:
     """Compare every (activation, init) against every (batchnorm, residual) setting of a sweep.
 
@@ -283,12 +287,16 @@ def plot_comparison(
 
     Args:
         grid: A sweep result.
-        depth: Which depth of the grid (index along its depth axis; default the last).
-        weight_scale: Which weight scale (index along its weight-scale axis).
+        depth: Which depth of the grid, such as `50`; may be left out if it has only one.
+        weight_scale: Which weight scale of the grid; may be left out if it has only one.
         ax: Where to draw; a new figure when omitted.
 
     Returns:
         The `Axes` drawn on.
+
+    Raises:
+        ValueError: If the grid lacks the depth or weight scale, or one is left out that the
+            grid has several of.
 
     Example:
         ```py
@@ -301,6 +309,8 @@ def plot_comparison(
         #> ['plain', 'batch norm']
         ```
     """
+    depth = grid.index("depth", depth)
+    weight_scale = grid.index("weight_scale", weight_scale)
     relative = grid.median[..., weight_scale, depth] - grid.log10_output_grad
     rows = relative.reshape(len(grid.activations) * len(grid.inits), -1)
     columns = [(b, r) for b in grid.batchnorm for r in grid.residual]
@@ -331,10 +341,10 @@ def plot_comparison(
 def plot_sweep(
     grid: Sweep,
     *,
-    activation: int = 0,
-    init: int = 0,
-    batchnorm: int = 0,
-    residual: int = 0,
+    activation: str | None = None,
+    init: str | None = None,
+    batchnorm: bool | None = None,
+    residual: bool | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Map the input-layer gradient over weight scales and depths from a [`sweep`][vangrad.sweep].
@@ -347,26 +357,36 @@ def plot_sweep(
 
     Args:
         grid: A sweep result.
-        activation: Which activation of the grid (index along its first axis).
-        init: Which initialiser of the grid (index along its second axis).
-        batchnorm: Which batch-normalisation setting (index along the third axis).
-        residual: Which residual setting (index along the fourth axis).
+        activation: Which activation of the grid, such as `"tanh"`; may be left out if the
+            grid has only one. Likewise:
+        init: Which initialiser of the grid.
+        batchnorm: Which batch-normalisation setting, `False` or `True`.
+        residual: Which residual setting, `False` or `True`.
         ax: Where to draw; a new figure when omitted.
 
     Returns:
         The `Axes` drawn on.
+
+    Raises:
+        ValueError: If the grid lacks a value asked for, or a value is left out that the grid
+            has several of (the message lists them).
 
     Example:
         ```py
         from vangrad import sweep
         from vangrad.plotting import plot_sweep
 
-        grid = sweep([5, 10], width=8, batch_size=4, inits=["lecun_normal"], weight_scales=[0.5, 2])
-        ax = plot_sweep(grid)
-        print(ax.get_xlabel())
-        #> network depth (layers)
+        scales = {"inits": ["lecun_normal"], "weight_scales": [0.5, 2]}
+        grid = sweep([5, 10], width=8, batch_size=4, batchnorm=[False, True], **scales)
+        ax = plot_sweep(grid, batchnorm=True)
+        print(ax.get_xlabel(), "|", ax.get_title())
+        #> network depth (layers) | tanh, lecun_normal, batch norm: gradient at the first layer
         ```
     """
+    activation = grid.index("activation", activation)
+    init = grid.index("init", init)
+    batchnorm = grid.index("batchnorm", batchnorm)
+    residual = grid.index("residual", residual)
     median = grid.median[activation, init, batchnorm, residual] - grid.log10_output_grad
     ax = _new_axes(ax)
     scales, depths = grid.weight_scales, grid.depths
@@ -383,8 +403,10 @@ def plot_sweep(
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
     ax.set_xlabel("network depth (layers)")
     ax.set_ylabel("weight scale (gain on the initialiser)")
-    name, init_name = grid.activations[activation], grid.inits[init]
-    ax.set_title(f"{name}, {init_name}: gradient at the first layer")
+    settings = [grid.activations[activation], grid.inits[init]]
+    settings += ["batch norm"] if grid.batchnorm[batchnorm] else []
+    settings += ["residual"] if grid.residual[residual] else []
+    ax.set_title(f"{', '.join(settings)}: gradient at the first layer")
     return ax
 
 

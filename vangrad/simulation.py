@@ -16,7 +16,7 @@ from vangrad.activations import Activation
 from vangrad.engine import run_network
 from vangrad.flow import GradientFlow
 from vangrad.initializers import Initializer, get_initializer
-from vangrad.network_checks import check_activation
+from vangrad.network_checks import check_activation, check_batch_for_batchnorm
 
 __all__ = ["simulate"]
 
@@ -106,11 +106,8 @@ def simulate(
     bias_std = check_nonnegative_float("bias_std", bias_std)
     loss = check_choice("loss", loss, ("random", "sum"))
     float_dtype = check_float_dtype("dtype", dtype)
-    if batchnorm and batch_size < 2:
-        raise ValueError(
-            "batchnorm=True needs batch_size >= 2 (the batch variance of one sample is 0), "
-            f"got batch_size={batch_size}"
-        )
+    if batchnorm:
+        check_batch_for_batchnorm(batch_size, f"batch_size={batch_size}")
     rng = check_seed(seed)
 
     x = rng.standard_normal((batch_size, width), dtype=float_dtype)

@@ -10,6 +10,7 @@ import numpy as np
 
 from vangrad._validation import (
     check_bool,
+    check_choice,
     check_finite_array,
     check_float_dtype,
     check_positive_float,
@@ -19,7 +20,7 @@ from vangrad._validation import (
 from vangrad.activations import Activation
 from vangrad.engine import run_network
 from vangrad.initializers import Initializer, get_initializer
-from vangrad.network_checks import check_activation
+from vangrad.network_checks import check_activation, check_batch_for_batchnorm
 
 __all__ = ["Sweep", "sweep"]
 
@@ -66,6 +67,46 @@ class Sweep:
     overflow_fraction: np.ndarray = field(repr=False)
     log10_output_grad: float = 0.0
     dims: tuple[str, ...] = ("activation", "init", "batchnorm", "residual", "weight_scale", "depth")
+
+    def labels(self, dim: str) -> list[object]:
+        """The values along the axis `dim` (one of `dims`), as Python objects."""
+        check_choice("dim", dim, self.dims)
+        values = {
+            "activation": self.activations,
+            "init": self.inits,
+            "batchnorm": self.batchnorm,
+            "residual": self.residual,
+            "weight_scale": self.weight_scales,
+            "depth": self.depths,
+        }[dim]
+        return np.asarray(values).tolist() if isinstance(values, np.ndarray) else list(values)
+
+    def index(self, dim: str, value: object = None) -> int:
+        """The position of `value` along the axis `dim`; `None` for the axis's only value.
+
+        Raises:
+            ValueError: If the grid has no such value, or `value` is `None` and the axis
+                holds several values (the message lists them).
+
+        Example:
+            ```py
+            from vangrad import sweep
+
+            grid = sweep([5, 10], width=4, batch_size=2, trials=1, batchnorm=[False, True])
+            print(grid.index("batchnorm", True), grid.index("depth", 10), grid.index("init"))
+            #> 1 1 0
+            ```
+        """
+        labels = self.labels(dim)
+        if value is None:
+            if len(labels) > 1:
+                raise ValueError(f"the grid has several values of {dim}: choose one of {labels}")
+            return 0
+        for position, label in enumerate(labels):
+            same_kind = isinstance(value, bool | np.bool_) == isinstance(label, bool)
+            if same_kind and label == value:
+                return position
+        raise ValueError(f"the grid has no {dim} {value!r}: it has {labels}")
 
 
 def sweep(
@@ -141,8 +182,8 @@ def sweep(
     norms = _check_switch("batchnorm", batchnorm)
     skips = _check_switch("residual", residual)
     float_dtype = check_float_dtype("dtype", dtype)
-    if any(norms) and batch_size < 2:
-        raise ValueError(f"batchnorm=True needs batch_size >= 2, got batch_size={batch_size}")
+    if any(norms):
+        check_batch_for_batchnorm(batch_size, f"batch_size={batch_size}")
     rng = check_seed(seed)
 
     shape = (

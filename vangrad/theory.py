@@ -703,17 +703,18 @@ def jacobian_singular_values(
     activation: str | Activation,
     sigma_w2: float,
     sigma_b2: float = 0.0,
-    weights: str = "gaussian",
+    weight_distribution: str = "gaussian",
     trials: int = 1,
     seed: int | np.random.Generator = 0,
 ) -> dict[int, np.ndarray]:
     """Return the singular values of the input-output Jacobian `dh_L/dx` at each depth `L`.
 
     One network of `max(depths)` layers per trial (its first `L` layers give the depth-`L`
-    Jacobian), all trials as one stack. `weights="gaussian"` draws `N(0, sigma_w^2 / width)`;
-    `"orthogonal"` draws Haar-random orthogonal matrices times `sigma_w`. The one input per
-    trial is drawn so that its mean square puts the first layer at the fixed point,
-    `q_1 = q*` (mean square 1 where `q*` is not finite, as for ReLU at `sigma_w^2 = 2`).
+    Jacobian), all trials as one stack. `weight_distribution="gaussian"` draws
+    `N(0, sigma_w^2 / width)`; `"orthogonal"` draws Haar-random orthogonal matrices times
+    `sigma_w`. The one input per trial is drawn so that its mean square puts the first layer at
+    the fixed point, `q_1 = q*` (mean square 1 where `q*` is not finite, as for ReLU at
+    `sigma_w^2 = 2`).
 
     Returns:
         Depth -> singular values, shape `(trials, width)`, largest first.
@@ -723,11 +724,11 @@ def jacobian_singular_values(
         from vangrad.theory import jacobian_singular_values
 
         spectra = jacobian_singular_values(
-            [1, 4], 16, activation="linear", sigma_w2=1.0, weights="orthogonal", trials=2
+            [1, 4], 16, activation="linear", sigma_w2=1.0, weight_distribution="orthogonal"
         )
         # A product of orthogonal matrices is orthogonal: every singular value is 1.
         print(spectra[4].shape, spectra[4].round(9).min(), spectra[4].round(9).max())
-        #> (2, 16) 1.0 1.0
+        #> (1, 16) 1.0 1.0
         ```
     """
     if isinstance(depths, str) or not isinstance(depths, Sequence) or not depths:
@@ -738,7 +739,7 @@ def jacobian_singular_values(
     act = check_activation(activation)
     w = check_positive_float("sigma_w2", sigma_w2)
     b = check_nonnegative_float("sigma_b2", sigma_b2)
-    kind = check_choice("weights", weights, ("gaussian", "orthogonal"))
+    kind = check_choice("weight_distribution", weight_distribution, ("gaussian", "orthogonal"))
     rng = check_seed(seed)
     q_star = float(fixed_point(w, b, act)) if act.name != "linear" else 1.0
     moment = (q_star - b) / w if math.isfinite(q_star) and q_star > b else 1.0

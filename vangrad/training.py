@@ -44,10 +44,10 @@ from vangrad._validation import (
     check_seed,
 )
 from vangrad.activations import Activation
-from vangrad.engine import run_network
+from vangrad.engine import forward, run_network
 from vangrad.flow import GradientFlow
 from vangrad.initializers import Initializer, get_initializer
-from vangrad.network_checks import check_activation
+from vangrad.network_checks import check_activation, check_batch_for_batchnorm
 
 __all__ = [
     "Gradients",
@@ -350,11 +350,8 @@ def train(
     n = x_array.shape[0]
     if batch_size > n:
         raise ValueError(f"batch_size must be at most the {n} samples of x, got {batch_size}")
-    if network.batchnorm and batch_size < 2:
-        raise ValueError(
-            "batchnorm=True needs batch_size >= 2 (the batch variance of one sample is 0), "
-            f"got batch_size={batch_size}"
-        )
+    if network.batchnorm:
+        check_batch_for_batchnorm(batch_size, f"batch_size={batch_size}")
     rng = check_seed(seed)
 
     weights = [w.copy() for w in network.weights]
@@ -400,14 +397,8 @@ def train(
 # --- the computation -----------------------------------------------------------------------------
 
 
-def _run_layers(
-    network: Network,
-    x: np.ndarray,
-    upstream: Callable[[np.ndarray], np.ndarray],
-    *,
-    keep_grads: bool,
-) -> GradientFlow:
-    """Run the hidden layers through the engine; `upstream` turns `h_depth` into its gradient.
+def _hidden_layers(network: Network, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The input and the weights of the hidden layers, padded for residual connections.
 
     With `residual`, the input and the first matrix are padded to `width` (see the module's
     description): zeros in the input's extra columns, zero rows in the first matrix, so z_1 is
@@ -417,6 +408,16 @@ def _run_layers(
     if network.residual and network.n_features < network.width:
         x = np.pad(x, ((0, 0), (0, network.width - network.n_features)))
         weights[0] = np.pad(weights[0], ((0, network.width - network.n_features), (0, 0)))
+    return x, weights
+
+
+def _run_layers(
+    network: Network,
+    x: np.ndarray,
+    upstream: Callable[[np.ndarray], np.ndarray],
+) -> GradientFlow:
+    """Run the hidden layers through the engine; `upstream` turns `h_depth` into its gradient."""
+    x, weights = _hidden_layers(network, x)
     return run_network(
         x,
         weights,
@@ -425,8 +426,7 @@ def _run_layers(
         batchnorm=network.batchnorm,
         residual=network.residual,
         upstream=upstream,
-        keep_grads=keep_grads,
-        weight_grads=keep_grads,
+        keep_grads=True,
     )
 
 
@@ -455,7 +455,7 @@ def _loss_and_gradients(network: Network, x: np.ndarray, y: np.ndarray) -> Gradi
         kept["readout_bias"] = dlogits.sum(axis=0)
         return dlogits @ readout.T
 
-    flow = _run_layers(network, x, upstream, keep_grads=True)
+    flow = _run_layers(network, x, upstream)
     assert flow.weight_grads is not None  # keep_grads=True returns them
     assert flow.bias_grads is not None
     weight_grads = list(flow.weight_grads)
@@ -470,15 +470,18 @@ def _loss_and_gradients(network: Network, x: np.ndarray, y: np.ndarray) -> Gradi
 
 
 def _forward(network: Network, x: np.ndarray) -> np.ndarray:
-    readout, readout_bias = network.weights[-1], network.biases[-1]
-    kept: dict[str, np.ndarray] = {}
-
-    def upstream(h: np.ndarray) -> np.ndarray:
-        kept["p"] = _softmax(h @ readout + readout_bias)[0]
-        return np.zeros_like(h)  # nothing to learn: the backward pass has nothing to carry
-
-    _run_layers(network, x, upstream, keep_grads=False)
-    return kept["p"]
+    """The class probabilities: the engine's forward pass, then the readout. No backward pass."""
+    x, weights = _hidden_layers(network, x)
+    with np.errstate(all="ignore"):  # as in the engine: an overflow shows as inf or nan
+        h, _ = forward(
+            x,
+            weights,
+            network.activation,
+            biases=[b[np.newaxis, :] for b in network.biases[:-1]],
+            batchnorm=network.batchnorm,
+            residual=network.residual,
+        )
+    return _softmax(h @ network.weights[-1] + network.biases[-1])[0]
 
 
 # --- argument checks ----------------------------------------------------------------------------
@@ -499,8 +502,8 @@ def _check_x(x: object, network: Network) -> np.ndarray:
             f"x must have shape (batch >= 1, {network.n_features}) for this network, "
             f"got {x_array.shape}"
         )
-    if network.batchnorm and x_array.shape[0] < 2:
-        raise ValueError("a network with batchnorm needs a batch of at least 2 samples")
+    if network.batchnorm:
+        check_batch_for_batchnorm(x_array.shape[0], f"x of shape {x_array.shape}")
     return x_array
 
 
