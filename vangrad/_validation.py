@@ -18,7 +18,9 @@ __all__ = [
     "check_choice",
     "check_finite_array",
     "check_finite_arrays",
+    "check_finite_float",
     "check_float_dtype",
+    "check_instance",
     "check_nonnegative_float",
     "check_positive_float",
     "check_positive_int",
@@ -53,6 +55,22 @@ def check_positive_float(name: str, value: object, *, allow_zero: bool = False) 
     if not math.isfinite(result) or result < 0 or (result == 0 and not allow_zero):
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return result
+
+
+def check_finite_float(name: str, value: object) -> float:
+    """Return `value` as a `float` if it is a finite real number (of either sign)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite number, got {_describe(value)}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def check_instance(name: str, value: object, kind: type, what: str = "") -> None:
+    """Refuse `value` unless it is a `kind`; `what` says where one comes from."""
+    if not isinstance(value, kind):
+        hint = f" ({what})" if what else ""
+        raise TypeError(f"{name} must be a {kind.__name__}{hint}, got {_describe(value)}")
 
 
 def check_nonnegative_float(name: str, value: object) -> float:

@@ -14,11 +14,18 @@ from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from vangrad._validation import check_positive_int
+from vangrad._validation import (
+    check_finite_array,
+    check_finite_float,
+    check_instance,
+    check_positive_float,
+    check_positive_int,
+)
 from vangrad.activations import Activation, get_activation
 from vangrad.bounds import SIGMOID_DERIVATIVE_MAX, log10_gradient_bound
 from vangrad.flow import SATURATION_THRESHOLD, GradientFlow
 from vangrad.sweep import Sweep
+from vangrad.theory import PhaseDiagram
 from vangrad.training import Network, TrainingResult, predict_proba
 
 __all__ = [
@@ -38,8 +45,9 @@ __all__ = [
 ]
 
 
-def _new_axes(ax: Axes | None) -> Axes:
+def _new_axes(ax: Axes | None, name: str = "ax") -> Axes:
     if ax is not None:
+        check_instance(name, ax, Axes, "or None for a new figure")
         return ax
     _, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     return ax
@@ -130,6 +138,7 @@ def saturation_edge(activation: str | Activation, *, limit: float = 50.0) -> flo
         ```
     """
     act = get_activation(activation)
+    limit = check_positive_float("limit", limit)
     z = np.arange(0.0, limit, 1e-4)
     below = act.derivative(z) < SATURATION_THRESHOLD * act.derivative_max
     if not below.any():
@@ -173,6 +182,9 @@ def plot_activation(
         ```
     """
     act = get_activation(activation)
+    span = check_positive_float("span", span)
+    if tangent_at is not None:
+        tangent_at = check_finite_float("tangent_at", tangent_at)
     z = np.linspace(-span, span, 801)
     value, slope = act.value_and_derivative(z)
     ax = _new_axes(ax)
@@ -245,6 +257,7 @@ def plot_gradient_profile(
         #> layer l (0 = input)
         ```
     """
+    check_instance("flow", flow, GradientFlow, "from backprop or simulate")
     relative = np.atleast_2d(flow.log10_grad_norms - flow.log10_grad_norms[..., -1:])
     layers = np.arange(relative.shape[-1])
     q25, median, q75 = np.quantile(relative, [0.25, 0.5, 0.75], axis=0, method="inverted_cdf")
@@ -309,6 +322,7 @@ def plot_comparison(
         #> ['plain', 'batch norm']
         ```
     """
+    check_instance("grid", grid, Sweep, "from sweep")
     depth = grid.index("depth", depth)
     weight_scale = grid.index("weight_scale", weight_scale)
     relative = grid.median[..., weight_scale, depth] - grid.log10_output_grad
@@ -383,6 +397,7 @@ def plot_sweep(
         #> network depth (layers) | tanh, lecun_normal, batch norm: gradient at the first layer
         ```
     """
+    check_instance("grid", grid, Sweep, "from sweep")
     activation = grid.index("activation", activation)
     init = grid.index("init", init)
     batchnorm = grid.index("batchnorm", batchnorm)
@@ -513,8 +528,12 @@ def plot_decision_boundary(
             f"(got {network.n_features} features, batchnorm={network.batchnorm})"
         )
     resolution = check_positive_int("resolution", resolution, minimum=2)
-    points = np.asarray(x, dtype=float)
-    labels = np.asarray(y)
+    points = check_finite_array("x", x, ndim=(2,))
+    labels = check_finite_array("y", y, ndim=(1,))
+    if points.shape[-1] != 2 or labels.shape[0] != points.shape[0]:
+        raise ValueError(
+            f"x must have shape (n, 2) and y shape (n,), got {points.shape} and {labels.shape}"
+        )
     low, high = points.min(axis=0) - 0.2, points.max(axis=0) + 0.2
     grid_x, grid_y = np.meshgrid(
         np.linspace(low[0], high[0], resolution), np.linspace(low[1], high[1], resolution)
@@ -585,6 +604,8 @@ def plot_update_ratios(
     if not isinstance(result, TrainingResult):
         raise TypeError(f"result must be a TrainingResult, got {type(result).__name__}")
     steps_per_column = check_positive_int("steps_per_column", steps_per_column)
+    vmin = None if vmin is None else check_finite_float("vmin", vmin)
+    vmax = None if vmax is None else check_finite_float("vmax", vmax)
     with np.errstate(divide="ignore"):
         log_ratios = np.log10(result.update_ratios).T  # layers down, steps across
     starts = np.arange(0, result.steps, steps_per_column)
@@ -652,6 +673,8 @@ def plot_predicted_profile(
         #> 2
         ```
     """
+    check_instance("flow", flow, GradientFlow, "from backprop or simulate")
+    predicted = check_finite_array("predicted", predicted, ndim=(1,))
     ax = plot_gradient_profile(flow, label=f"{label or flow.activation.name}, measured", ax=ax)
     color = ax.get_lines()[-1].get_color()
     ax.plot(
@@ -688,6 +711,11 @@ def plot_phase_diagram(
         #> weight variance sigma_w^2 = n Var(W)
         ```
     """
+    check_instance("grid", grid, PhaseDiagram, "from phase_diagram")
+    if critical is not None and (not isinstance(critical, tuple) or len(critical) != 2):
+        raise TypeError(
+            f"critical must be a pair of arrays (from critical_line) or None, got {critical!r}"
+        )
     ax = _new_axes(ax)
     ratio = grid.log10_ratio.T  # rows: sigma_b^2, columns: sigma_w^2
     finite = ratio[np.isfinite(ratio)]
@@ -735,6 +763,10 @@ def plot_singular_values(
         #> singular value of the input-output Jacobian
         ```
     """
+    if not isinstance(spectra, Mapping) or not spectra:
+        raise TypeError(f"spectra must be a non-empty mapping of labels to arrays, got {spectra!r}")
+    bins = check_positive_int("bins", bins)
+    floor = check_positive_float("floor", floor)
     ax = _new_axes(ax)
     top = max(float(np.max([np.max(v) for v in spectra.values()])), floor * 10)
     edges = np.geomspace(floor, top * 1.05, bins + 1)
@@ -781,6 +813,21 @@ def plot_layer_variances(
         #> layer input h_l (0 = the network's input)
         ```
     """
+    if not isinstance(flows, Mapping) or not flows:
+        raise TypeError(
+            f"flows must be a non-empty mapping of labels to GradientFlows, got {flows!r}"
+        )
+    for label, flow in flows.items():
+        check_instance(f"flows[{label!r}]", flow, GradientFlow, "from simulate")
+    if predicted is not None and not isinstance(predicted, Mapping):
+        raise TypeError(
+            f"predicted must be a mapping of labels to arrays or None, got {predicted!r}"
+        )
+    if axes is not None:
+        if not isinstance(axes, tuple | list) or len(axes) != 2:
+            raise TypeError(f"axes must be a pair of matplotlib Axes or None, got {axes!r}")
+        for index, one in enumerate(axes):
+            _new_axes(one, f"axes[{index}]")
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharey=True)
     left, right = axes

@@ -29,6 +29,7 @@ from numpy.polynomial.legendre import leggauss
 from numpy.typing import ArrayLike
 
 from vangrad._validation import (
+    check_bool,
     check_choice,
     check_finite_array,
     check_nonnegative_float,
@@ -178,7 +179,7 @@ def gaussian_expectation(
     if not callable(function):
         raise TypeError(f"function must be callable, got {type(function).__name__}")
     q_array = _check_q("q", q)
-    return _expect(function, q_array, kinked=bool(activation_kinked))
+    return _expect(function, q_array, kinked=check_bool("activation_kinked", activation_kinked))
 
 
 def _mean_square(act: Activation, q: np.ndarray, *, derivative: bool = False) -> np.ndarray:
