@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -360,3 +362,28 @@ def _log10_grad_norms(x: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
 
 def _run_and_report(x: np.ndarray, weights: list[np.ndarray], queue: object) -> None:
     queue.put(_log10_grad_norms(x, weights))
+
+
+def test_vangrad_changes_no_process_wide_setting() -> None:
+    # Run in a fresh process: the settings a library could change, before and after a run on
+    # both engines (threads included); and no vangrad module holds ctypes, through which
+    # glibc's mallopt used to be called.
+    code = """
+import os, sys
+import numpy as np
+def settings():
+    return dict(os.environ), np.geterr(), np.get_printoptions(), sys.getswitchinterval()
+before = settings()
+import vangrad
+for engine in ("fast", "reference"):
+    os.environ["VANGRAD_ENGINE"] = engine
+    setup = {"activation": "tanh", "init": "he_normal", "batch_size": 64, "trials": 8}
+    vangrad.simulate(depth=3, width=64, **setup)
+del os.environ["VANGRAD_ENGINE"]
+modules = [m for name, m in sys.modules.items() if name.split(".")[0] == "vangrad"]
+print(settings() == before, any("ctypes" in vars(m) for m in modules))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.split() == ["True", "False"], result.stdout + result.stderr
