@@ -55,6 +55,7 @@ _parser.add_argument("--only", type=int, nargs="*", help="workload numbers to ru
 _parser.add_argument("--skip-timing", action="store_true", help="agreement check only")
 _parser.add_argument("--baseline", default="db5df34", help="the commit whose engine to time too")
 _parser.add_argument("--engines-only", action="store_true", help="only the engines side by side")
+_parser.add_argument("--memory-only", action="store_true", help="only the peak-memory table")
 _parser.add_argument(
     "--keep-freed-memory", action="store_true", help="ask glibc to keep freed memory (all engines)"
 )
@@ -420,15 +421,18 @@ def time_workloads(workloads: list[Workload], peaks: dict[str, float]) -> None:
 
 
 def memory(workloads: list[Workload]) -> None:
-    """Print vangrad's peak memory against what its caches must hold."""
-    print("## vangrad's peak memory\n")
+    """Print each engine's peak memory against what its caches must hold."""
+    print("## vangrad's peak memory, by engine\n")
     print("Needed: the weights, plus the activations the backward pass must read: the layer")
     print("inputs h_0..h_L (one per layer, the last for the derivative of the output layer),")
     print("and also a_l with residual connections (h_l differs from a_l) or the normalised z_l")
     print("with batch normalisation. Peak: tracemalloc's peak during `backprop`, plus the")
     print("weights and input allocated before it.\n")
-    print("| # | dtype | weights MB | cached activations MB | peak MB | peak / needed |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| # | dtype | weights MB | cached activations MB | fast: peak MB | fast: peak / needed "
+        "| reference: peak MB | reference: peak / needed |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for w in workloads:
         for dtype in (np.float64, np.float32):
             case = make_case(w, dtype)
@@ -436,16 +440,18 @@ def memory(workloads: list[Workload]) -> None:
             one = w.networks * w.batch * w.width * np.dtype(dtype).itemsize
             arrays = w.depth + 1 + (w.depth if w.residual or w.batchnorm else 0)
             needed = given + arrays * one
-            tracemalloc.start()
-            before = tracemalloc.get_traced_memory()[0]
-            run_vangrad(case)
-            peak = tracemalloc.get_traced_memory()[1] - before + given
-            tracemalloc.stop()
+            peaks = []
+            for engine in ("fast", "reference"):
+                tracemalloc.start()
+                before = tracemalloc.get_traced_memory()[0]
+                engine_run(case, engine)()
+                peaks.append(tracemalloc.get_traced_memory()[1] - before + given)
+                tracemalloc.stop()
+            os.environ.pop("VANGRAD_ENGINE", None)
             name = np.dtype(dtype).name
-            print(
-                f"| {w.number} | {name} | {given / 1e6:.1f} | {arrays * one / 1e6:.1f} | "
-                f"{peak / 1e6:.1f} | {peak / needed:.2f} |"
-            )
+            cells = " | ".join(f"{peak / 1e6:.1f} | {peak / needed:.2f}" for peak in peaks)
+            sizes = f"{given / 1e6:.1f} | {arrays * one / 1e6:.1f}"
+            print(f"| {w.number} | {name} | {sizes} | {cells} |")
     print()
 
 
@@ -558,6 +564,9 @@ def main() -> int:
     print(f"At the start: {load()}\n")
     if ARGS.keep_freed_memory:
         print(f"glibc keeps freed memory (--keep-freed-memory): {keep_freed_memory()}\n")
+    if ARGS.memory_only:
+        memory(workloads)
+        return 0
     if ARGS.engines_only:
         compare_engines(workloads, load_baseline(ARGS.baseline))
         print(f"At the end: {load()}")

@@ -5,9 +5,10 @@ marker line, `<!-- table: NAME -->`. Both are made by calling `vangrad`, never p
 change to the package shows on the site at the next build.
 
 They are drawn in fresh Python processes (this file run as a script) and cached under
-`.cache/figures/KEY/`, where KEY hashes `vangrad`'s source and this file. A fresh process matters
-under `mkdocs serve`: the server keeps its first import of `vangrad`, so drawing in-process after
-an edit would store old pictures under the new key. Unchanged code costs nothing; any change
+`.cache/figures/KEY/`, where KEY hashes `vangrad`'s source, this file and the engine chosen
+(`VANGRAD_ENGINE`). A fresh process matters under `mkdocs serve`: the server keeps its first
+import of `vangrad`, so drawing in-process after an edit would store old pictures under the new
+key. Unchanged code costs nothing; any change
 redraws everything. Drawing takes seconds, so it starts with the build, in two processes, and
 mkdocs waits only where it needs a result: a table for a page, every figure before copying them.
 """
@@ -502,6 +503,8 @@ DRAWING_PROCESSES = 2
 
 def _source_key() -> str:
     digest = hashlib.sha256()
+    # The engine that draws (hooks/engine.py) is part of what a drawing depends on.
+    digest.update(os.environ.get("VANGRAD_ENGINE", "").encode())
     for path in sorted([*(ROOT / "vangrad").rglob("*.py"), Path(__file__)]):
         digest.update(path.relative_to(ROOT).as_posix().encode())
         digest.update(path.read_bytes())

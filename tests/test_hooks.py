@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -104,12 +105,16 @@ def test_notebook_figure_without_alt_comment_fails_the_build() -> None:
 
 
 @pytest.mark.slow
-def test_figures_are_deterministic(built_site: Path, tmp_path: Path) -> None:
+def test_figures_are_deterministic(
+    built_site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A second drawing, in this process, matches the build's byte for byte.
 
     A sample stands for all: determinism comes from the shared SVG settings and the seeded
     simulations, and redrawing every figure would double the build's drawing time.
     """
+    # The engine the build drew with (hooks/engine.py), which is part of the cache key.
+    monkeypatch.setenv("VANGRAD_ENGINE", os.environ.get("VANGRAD_ENGINE") or _site_engine())
     figures = _load("figures")
     cached = figures.CACHE / figures._source_key()
     assert cached.is_dir(), "the site build should have drawn the figures"
@@ -119,6 +124,19 @@ def test_figures_are_deterministic(built_site: Path, tmp_path: Path) -> None:
     assert drawn == sorted([*(f"{name}.svg" for name in sample), "gradient-bound.md"])
     for name in drawn:
         assert (tmp_path / name).read_bytes() == (cached / name).read_bytes(), name
+
+
+def _site_engine() -> str:
+    return _load("engine").SITE_ENGINE
+
+
+def test_the_site_is_built_with_the_reference_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VANGRAD_ENGINE", raising=False)
+    _load("engine").on_startup(command="build", dirty=False)
+    assert os.environ["VANGRAD_ENGINE"] == "reference"
+    monkeypatch.setenv("VANGRAD_ENGINE", "fast")  # a contributor's own choice wins
+    _load("engine").on_startup(command="build", dirty=False)
+    assert os.environ["VANGRAD_ENGINE"] == "fast"
 
 
 def test_notebook_styles_keep_only_rules_that_can_match() -> None:

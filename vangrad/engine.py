@@ -17,9 +17,9 @@ The loss is the sum of every element of `h_L` (an upstream gradient of ones) unl
 passes another upstream gradient.
 
 Log space. The backward pass is linear in the upstream gradient, so after every layer the
-running gradient is divided by (the power of two nearest below) its norm and the logarithm of
-that divisor is added to a running `log10` scale. The `log10` norms are therefore exact at any
-depth, even where the norms themselves would underflow to 0.0.
+running gradient is divided by the power of two just above its norm, and that power's exponent
+is added to a running (integer) scale. The `log10` norms are therefore exact at any depth, even
+where the norms themselves would underflow to 0.0.
 
 Stacks. Weights of shape `(trials, n_{l-1}, n_l)` describe `trials` independent networks, run
 together with batched matrix products; `x` is then `(trials, batch, n_0)`, or `(batch, n_0)`
@@ -40,13 +40,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from vangrad import fast_engine
-from vangrad._validation import check_bool, check_choice
+from vangrad._validation import check_bool
 from vangrad.activations import Activation, values_and_slopes
 from vangrad.flow import (
     BATCHNORM_EPSILON,
     SATURATION_THRESHOLD,
     GradientFlow,
     frobenius_norms,
+    log10_norms,
     overflow_layers,
     rescale,
     unscale,
@@ -154,7 +155,10 @@ def backprop(
         loss_gradient = upstream
 
         def checked_upstream(h: np.ndarray) -> np.ndarray:
-            return check_upstream(loss_gradient(h), h.shape, dtype, name="upstream(h_L)")
+            finite = bool(np.isfinite(h).all())  # else the forward pass overflowed
+            return check_upstream(
+                loss_gradient(h), h.shape, dtype, name="upstream(h_L)", finite=finite
+            )
 
     elif upstream is not None:
         checked_upstream = check_upstream(upstream, output_shape, dtype)
@@ -181,7 +185,7 @@ def run_network(
     upstream: Upstream = None,
     keep_grads: bool = False,
     gain: np.ndarray | None = None,
-    weight_grads: bool = True,
+    measure_weight_grads: bool = True,
 ) -> GradientFlow:
     """`backprop` on checked arrays, by the engine that `VANGRAD_ENGINE` names (default fast).
 
@@ -194,11 +198,14 @@ def run_network(
       without forming the scaled weights: it broadcasts against the stack, so weights of shape
       `(trials, n, n)` and a gain of shape `(scales, 1)` run `scales * trials` networks. The
       weight gradients are with respect to the scaled weights `gain * W_l`.
-    - With `weight_grads=False` the weight gradients are skipped (their norms are nan).
+    - With `measure_weight_grads=False` the weight gradients are skipped (their norms are nan).
     """
     choice = os.environ.get("VANGRAD_ENGINE") or "fast"
     if choice not in ENGINES:
-        check_choice("VANGRAD_ENGINE", choice, ENGINES)  # raises, naming the variable
+        raise ValueError(
+            f"the environment variable VANGRAD_ENGINE must be one of {list(ENGINES)}, "
+            f"got {choice!r}"
+        )
     run = run_reference if choice == "reference" else fast_engine.run_fast
     return run(
         x,
@@ -210,7 +217,7 @@ def run_network(
         upstream=upstream,
         keep_grads=keep_grads,
         gain=gain,
-        weight_grads=weight_grads,
+        measure_weight_grads=measure_weight_grads,
     )
 
 
@@ -240,14 +247,14 @@ def forward(
     h, layers = x, []
     for index, w in enumerate(weights):
         z = h @ w  # z_l = h_{l-1} W_l
-        if gain is not None:
+        if gain is not None:  # a factor per network: sweeps scale one stack of weights
             z = gain * z
         if biases is not None:
             z = z + biases[index]  # ... + b_l
         z_hat = inverse_std = None
         if batchnorm:  # z_l <- (z_l - mean) / sqrt(var + eps), over the batch
             z_hat, inverse_std = normalise(z, axis=-2)
-            z = z_hat
+            z = z_hat  # from here on, z is the normalised z_l
         a, slope = values_and_slopes(activation, z)  # a_l = phi(z_l), and phi'(z_l)
         h_out = h + a if residual else a  # h_l
         statistics = layer_statistics(z, a, slope, h_out, activation)
@@ -280,15 +287,15 @@ def backward(
     residual: bool = False,
     gain: np.ndarray | None = None,
     has_biases: bool = False,
-    weight_grads: bool = True,
+    measure_weight_grads: bool = True,
     keep_grads: bool = False,
 ) -> MeasuredGradients:
     """Back-propagate `upstream = dLoss/dh_L` through the layers, top layer first."""
     measured = MeasuredGradients(keep=keep_grads)
-    # The true gradient dLoss/dh_l is g * 10**log_scale, with g kept near unit norm.
+    # The true gradient dLoss/dh_l is g * 2**scale, with g kept near unit norm.
     norms = frobenius_norms(upstream)
-    measured.add("grads", upstream, 0.0, norms)
-    g, log_scale = rescale(upstream, norms)
+    measured.add("grads", upstream, 0, norms)
+    g, scale = rescale(upstream, norms)
     for layer, w in zip(reversed(layers), reversed(weights), strict=True):
         # Through the activation, a = phi(z): dLoss/dz = dLoss/da * phi'(z).
         dz = g * layer.slope
@@ -301,11 +308,11 @@ def backward(
             db = dz.sum(axis=-2, keepdims=True)
             if layer.inverse_std is not None:
                 db = np.zeros_like(db)
-            measured.add("bias_grads", db, log_scale)
+            measured.add("bias_grads", db, scale)
         # Through the weights, z = h_in @ W: dLoss/dW = h_in^T @ dLoss/dz ...
-        if weight_grads:
+        if measure_weight_grads:
             dw = np.swapaxes(layer.h_in, -1, -2) @ dz
-            measured.add("weight_grads", dw, log_scale)
+            measured.add("weight_grads", dw, scale)
         # ... and dLoss/dh_in = dLoss/dz @ W^T (times the gain, if z = gain * h_in @ W).
         g_in = dz @ np.swapaxes(w, -1, -2)
         if gain is not None:
@@ -313,12 +320,12 @@ def backward(
         # Through the residual identity, h = h_in + a: g also reaches h_in unchanged.
         if residual:
             g_in = g_in + g
-        # Log space: record the norm, then divide g by about its norm (by a power of
-        # two, which is exact) and add the divisor's log10 to the running scale.
+        # Log space: record the norm, then divide g by the power of two just above its
+        # norm (exact: only exponents change), and add that power to the running scale.
         norms = frobenius_norms(g_in)
-        measured.add("grads", g_in, log_scale, norms)
-        g, log_divisor = rescale(g_in, norms)
-        log_scale = log_scale + log_divisor
+        measured.add("grads", g_in, scale, norms)
+        g, exponent = rescale(g_in, norms)
+        scale = scale + exponent
     return measured.bottom_first()
 
 
@@ -362,15 +369,15 @@ class MeasuredGradients:
         self,
         name: str,
         gradient: np.ndarray,
-        log_scale: np.ndarray | float,
+        scale: np.ndarray | int,
         norms: np.ndarray | None = None,
     ) -> None:
-        """Record `gradient * 10**log_scale` (its `norms`, if already known, save a pass)."""
+        """Record `gradient * 2**scale` (its `norms`, if already known, save a pass)."""
         if norms is None:
             norms = frobenius_norms(gradient)
-        self.log10_norms.setdefault(name, []).append(log_scale + np.log10(norms))
+        self.log10_norms.setdefault(name, []).append(log10_norms(norms, scale))
         if self.keep:
-            true_gradient = unscale(gradient, np.asarray(log_scale), gradient.dtype)
+            true_gradient = unscale(gradient, scale)
             if name == "bias_grads":
                 true_gradient = true_gradient[..., 0, :]
             self.kept.setdefault(name, []).append(true_gradient)
@@ -411,7 +418,7 @@ def run_reference(
     upstream: Upstream = None,
     keep_grads: bool = False,
     gain: np.ndarray | None = None,
-    weight_grads: bool = True,
+    measure_weight_grads: bool = True,
 ) -> GradientFlow:
     """`run_network` by the reference engine: `forward`, then `backward`, then the results."""
     if gain is not None:
@@ -430,7 +437,7 @@ def run_reference(
             residual=residual,
             gain=gain,
             has_biases=biases is not None,
-            weight_grads=weight_grads,
+            measure_weight_grads=measure_weight_grads,
             keep_grads=keep_grads,
         )
     stack = h.shape[:-2]
@@ -449,7 +456,7 @@ def run_reference(
         log10_grad_norms=per_layer(norms["grads"]),
         log10_weight_grad_norms=(
             per_layer(norms["weight_grads"])
-            if weight_grads
+            if measure_weight_grads
             else np.full((*stack, len(layers)), np.nan)
         ),
         activation_mean=statistic("mean"),
@@ -462,7 +469,7 @@ def run_reference(
         batchnorm=batchnorm,
         residual=residual,
         grads=tuple(kept["grads"]) if keep_grads else None,
-        weight_grads=tuple(kept["weight_grads"]) if keep_grads and weight_grads else None,
+        weight_grads=tuple(kept["weight_grads"]) if keep_grads and measure_weight_grads else None,
         log10_bias_grad_norms=per_layer(norms["bias_grads"]) if biases is not None else None,
         bias_grads=tuple(kept["bias_grads"]) if keep_grads and biases is not None else None,
     )

@@ -35,9 +35,10 @@ from vangrad.flow import (
     BATCHNORM_EPSILON,
     SATURATION_THRESHOLD,
     GradientFlow,
+    binary_exponent,
     frobenius_norms,
+    log10_norms,
     overflow_layers,
-    rescale_divisor,
     unscale,
 )
 
@@ -259,7 +260,7 @@ def run_fast(
     upstream: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
     keep_grads: bool = False,
     gain: np.ndarray | None = None,
-    weight_grads: bool = True,
+    measure_weight_grads: bool = True,
 ) -> GradientFlow:
     """`vangrad.engine.run_network` by the fast engine: the same arguments and results."""
     gain_shape = () if gain is None else gain.shape
@@ -271,7 +272,7 @@ def run_fast(
         "upstream": upstream,
         "keep_grads": keep_grads,
         "gain": gain,
-        "weight_grads": weight_grads,
+        "measure_weight_grads": measure_weight_grads,
     }
     parts = _thread_parts(x, weights, stack, upstream=upstream, keep_grads=keep_grads)
     if parts > 1:
@@ -383,7 +384,7 @@ def _run_stack(
     upstream: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
     keep_grads: bool = False,
     gain: np.ndarray | None = None,
-    weight_grads: bool = True,
+    measure_weight_grads: bool = True,
 ) -> GradientFlow:
     """`run_fast` on one thread."""
     dtype = x.dtype
@@ -398,7 +399,7 @@ def _run_stack(
         residual=residual,
         gain=gain_array,
         stack=stack,
-        keep_inputs=weight_grads,
+        keep_inputs=measure_weight_grads,
         buffers=buffers,
     )
     with np.errstate(all="ignore"):
@@ -434,7 +435,9 @@ def _run_stack(
         batchnorm=batchnorm,
         residual=residual,
         grads=tuple(reversed(backward.grads)) if keep_grads else None,
-        weight_grads=tuple(reversed(backward.w_grads)) if keep_grads and weight_grads else None,
+        weight_grads=tuple(reversed(backward.w_grads))
+        if keep_grads and measure_weight_grads
+        else None,
         log10_bias_grad_norms=backward.log10_bias_grads,
         bias_grads=(
             tuple(reversed(backward.b_grads)) if keep_grads and biases is not None else None
@@ -651,8 +654,8 @@ class _Forward:
 class _Backward:
     """The backward pass in log space, run group by group from the top.
 
-    The true gradient `dLoss/dh_l` is `g * 10 ** log_scale`. A single-layer group rescales `g`
-    after its layer, as the norms are measured (by a power of two: see `rescale_divisor`).
+    The true gradient `dLoss/dh_l` is `g * 2**scale`. A single-layer group rescales `g` after
+    its layer, as the norms are measured (by a power of two: see `vangrad.flow.rescale`).
     Within a group of small layers `g` runs unscaled for a chunk of layers, short enough that
     it stays well inside the dtype's range (the chunk length follows the decay measured so
     far), and the chunk's norms are then measured at once from the stacked arrays. A chunk
@@ -684,21 +687,23 @@ class _Backward:
         self.grads: list[np.ndarray] = []
         self.w_grads: list[np.ndarray] = []
         self.b_grads: list[np.ndarray] = []
-        # A C-ordered copy: the pass writes into g in place, through flat views.
+        # A C-ordered copy, of the full shape: the pass writes into g in place, through flat
+        # views.
         g = (
             np.ones(output_shape, dtype)
             if upstream is None
-            else np.array(upstream, dtype, order="C")
+            else np.array(np.broadcast_to(upstream, output_shape), dtype, order="C")
         )
         self.dtype = dtype
         norms = frobenius_norms(g)
         self.log10_grads[..., depth] = np.log10(norms)
-        divisor, self.log_scale = rescale_divisor(norms, self.dtype)
-        g /= divisor
+        if keep_grads:
+            self.grads.append(g.copy())
+        # The true gradient is g * 2**scale (see vangrad.flow.rescale); exact, in place.
+        self.scale = binary_exponent(norms)
+        np.ldexp(g, -self.scale[..., np.newaxis, np.newaxis], out=g)
         self.norms = norms  # of the running gradient, before its rescaling
         self.g = g
-        if keep_grads:
-            self.grads.append(unscale(g, self.log_scale, self.dtype))
         self.window = _RANGE_FRACTION * float(np.log10(np.finfo(self.dtype).max))
         self.broken = ~forward.finite.all(axis=0)  # networks whose forward pass overflowed
         self.chunk = 8  # layers per chunk in a group, until the measured decay says otherwise
@@ -717,7 +722,9 @@ class _Backward:
                 for layer in reversed(chunk):
                     single = range(layer, layer + 1)
                     self._record(single, *self._propagate(single, in_place=False), check=False)
-                self.chunk = 1
+                # Shorter chunks next; a gradient that died in this chunk is 0 from now on,
+                # which the next chunks pass, so they grow again (see _adapt).
+                self.chunk = max(1, len(chunk) // 2)
             top = chunk.start
 
     def _propagate(
@@ -778,7 +785,7 @@ class _Backward:
         Returns False, recording nothing, if `check` and the unscaled gradients left the safe
         range (the caller then runs the chunk again layer by layer).
         """
-        forward, base, dtype = self.forward, self.log_scale, self.dtype
+        forward, base, dtype = self.forward, self.scale, self.dtype
         layers = list(reversed(chunk))  # the order of gs, dzs and dbs
         norms = frobenius_norms(_stacked(gs))  # (len(chunk), *stack), top layer first
         bias_norms = weight_norms = dw_all = None
@@ -798,28 +805,26 @@ class _Backward:
         if check and not self._in_range(norms, bias_norms, weight_norms):
             return False
 
-        log_norms = np.log10(norms)
         span = slice(chunk.start, chunk.stop)
-        self.log10_grads[..., span] = _bottom_first(base + log_norms)
+        self.log10_grads[..., span] = _bottom_first(log10_norms(norms, base))
         if bias_norms is not None:
-            self.log10_bias_grads[..., span] = _bottom_first(base + np.log10(bias_norms))
+            self.log10_bias_grads[..., span] = _bottom_first(log10_norms(bias_norms, base))
         if weight_norms is not None:
-            self.log10_weight_grads[..., span] = _bottom_first(base + np.log10(weight_norms))
+            self.log10_weight_grads[..., span] = _bottom_first(log10_norms(weight_norms, base))
         if self.keep_grads:
-            self.grads.extend(unscale(g, base, dtype) for g in gs)
-            self.b_grads.extend(unscale(db, base, dtype)[..., 0, :] for db in dbs)
+            self.grads.extend(unscale(g, base) for g in gs)
+            self.b_grads.extend(unscale(db, base)[..., 0, :] for db in dbs)
             if dw_all is not None:
-                self.w_grads.extend(unscale(dw, base, dtype) for dw in dw_all)
+                self.w_grads.extend(unscale(dw, base) for dw in dw_all)
         for layer in layers:  # what the pass has read can go
             forward.inputs[layer] = forward.slopes[layer] = forward.normalised[layer] = None
             forward.exceptions[layer] = None
-        divisor, log_divisor = rescale_divisor(norms[-1], dtype)
-        self.log_scale = base + log_divisor
-        self.g = gs[-1]
-        self.g /= divisor
+        exponent = binary_exponent(norms[-1])
+        self.scale = base + exponent
+        self.g = np.ldexp(gs[-1], -exponent[..., np.newaxis, np.newaxis], out=gs[-1])
         self.norms = norms[-1]
         if check:
-            self._adapt(log_norms)
+            self._adapt(np.log10(norms))
         return True
 
     def _in_range(
@@ -828,11 +833,12 @@ class _Backward:
         """Whether a chunk's unscaled gradients lost nothing to the float range.
 
         The gradient norms must lie inside the window around 1, or be an exact 0 where the
-        gradient was already 0 before the chunk (a gradient that died lower down cannot come
-        back to life). The weight and bias gradients, whose size also depends on the forward
-        pass, must be finite and either 0 or clear of the subnormals. Networks whose forward
-        pass overflowed, or whose gradient is already nan, are not held to any of this: their
-        gradients mean nothing, and re-running them layer by layer would change nothing.
+        gradient was already 0 before the chunk (a gradient that died in an earlier chunk,
+        higher up the network, cannot come back to life). The weight and bias gradients, whose
+        size also depends on the forward pass, must be finite and either 0 or clear of the
+        subnormals. Networks whose forward pass overflowed, or whose gradient is already nan,
+        are not held to any of this: their gradients mean nothing, and re-running them layer
+        by layer would change nothing.
         """
         low, high = 10.0**-self.window, 10.0**self.window
         ok = (norms >= low) & (norms <= high)

@@ -18,10 +18,11 @@ __all__ = [
     "BATCHNORM_EPSILON",
     "SATURATION_THRESHOLD",
     "GradientFlow",
+    "binary_exponent",
     "frobenius_norms",
+    "log10_norms",
     "overflow_layers",
     "rescale",
-    "rescale_divisor",
     "unscale",
 ]
 
@@ -131,35 +132,33 @@ def frobenius_norms(a: np.ndarray) -> np.ndarray:
     return np.sqrt(_sum_of_squares(a / safe)) * safe[..., 0, 0].astype(np.float64)
 
 
-def rescale_divisor(norms: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """What to divide a gradient of these norms by, and its `log10`: a power of two, `2**e`.
-
-    `e` is the exponent of the norm (`norm = m * 2**e` with `0.5 <= m < 1`), so the gradient's
-    norm becomes `m`, and the division is exact: it changes no digit of any entry. That makes
-    the rescaled gradient independent of when it was rescaled, which is why the fast engine's
-    chunks of unscaled layers give the reference's numbers. 1 where the norm is 0 or not finite
-    (`frexp` gives them the exponent 0): nothing to rescale. The divisor is shaped to broadcast
-    against the gradient.
-    """
-    exponent = np.frexp(norms)[1]
-    divisor = np.ldexp(np.dtype(dtype).type(1), exponent)
-    return divisor[..., np.newaxis, np.newaxis], exponent * _LOG10_2
-
-
-_LOG10_2 = math.log10(2.0)
+def binary_exponent(norms: np.ndarray) -> np.ndarray:
+    """`e` with `norm = m * 2**e` and `0.5 <= m < 1`; 0 where the norm is 0, inf or nan."""
+    return np.frexp(norms)[1]
 
 
 def rescale(g: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`g` divided by the power of two nearest below its norm, and the `log10` of the divisor."""
-    divisor, log10_divisor = rescale_divisor(norms, g.dtype)
-    return g / divisor, log10_divisor
+    """`g * 2**-e` (of norm `m`, between 0.5 and 1) and `e`, the binary exponent of `norms`.
+
+    Only the exponents of the entries change, so the result is exact, and the same whenever
+    the gradient is rescaled: that is why the fast engine's chunks of unscaled layers give the
+    reference's numbers. A norm of 0, inf or nan has `e = 0`: nothing to rescale.
+    """
+    exponent = binary_exponent(norms)
+    return np.ldexp(g, -exponent[..., np.newaxis, np.newaxis]), exponent
 
 
-def unscale(g: np.ndarray, log10_scale: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """The true gradient `g * 10 ** log10_scale` as a plain float array (it may underflow)."""
-    scale = np.power(10.0, log10_scale)[..., np.newaxis, np.newaxis]
-    # Where the scale overflows, an exact zero must stay zero rather than become inf * 0 = nan.
-    return np.where(g == 0, 0.0, g * scale).astype(dtype, copy=False)
+def log10_norms(norms: np.ndarray, scale: np.ndarray | int) -> np.ndarray:
+    """`log10` of the true norms of gradients `g * 2**scale` whose own norms are `norms`."""
+    return np.log10(norms) + scale * _LOG10_2
+
+
+def unscale(g: np.ndarray, scale: np.ndarray | int) -> np.ndarray:
+    """The true gradient `g * 2**scale`, as a plain float array (it may underflow to 0)."""
+    return np.ldexp(g, np.asarray(scale)[..., np.newaxis, np.newaxis])
+
+
+_LOG10_2 = math.log10(2.0)
 
 
 def overflow_layers(finite: np.ndarray) -> tuple[int | None, np.ndarray]:

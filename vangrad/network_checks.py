@@ -126,13 +126,24 @@ def check_residual_widths(weights: list[np.ndarray]) -> None:
 
 
 def check_upstream(
-    upstream: object, output_shape: tuple[int, ...], dtype: np.dtype, *, name: str = "upstream"
+    upstream: object,
+    output_shape: tuple[int, ...],
+    dtype: np.dtype,
+    *,
+    name: str = "upstream",
+    finite: bool = True,
 ) -> np.ndarray:
-    """`dLoss/dh_L`, finite in the network's dtype and broadcast to the output's shape."""
-    array = check_finite_array(name, upstream, ndim=range(len(output_shape) + 1))
+    """`dLoss/dh_L` in the network's dtype, broadcast to the output's shape.
+
+    With `finite` (the default) it must be finite. A loss gradient computed from an output that
+    overflowed may not be: that overflow is recorded in the result, not refused.
+    """
+    array = check_finite_array(
+        name, upstream, ndim=range(len(output_shape) + 1), skip_finite_check=not finite
+    )
     with np.errstate(over="ignore"):
         cast = array.astype(dtype, copy=False)
-    if not np.all(np.isfinite(cast)):
+    if finite and not np.all(np.isfinite(cast)):
         raise ValueError(f"{name} overflows in {np.dtype(dtype).name}, the network's dtype")
     try:
         return np.broadcast_to(cast, output_shape)

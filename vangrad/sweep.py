@@ -214,7 +214,7 @@ def sweep(
                 batchnorm=norm,
                 residual=skip,
                 gain=gain,
-                weight_grads=False,
+                measure_weight_grads=False,
             )
             values[a, i, b, r, :, k] = flow.log10_grad_norms[..., 0]
             overflowed[a, i, b, r, :, k] = flow.trial_overflow_layer > 0

@@ -684,7 +684,7 @@ def phase_diagram(
         biases=biases,
         upstream=upstream,
         gain=np.ascontiguousarray(gain),
-        weight_grads=False,
+        measure_weight_grads=False,
     )
     ratio = flow.log10_grad_norms[..., 0] - flow.log10_grad_norms[..., -1]
     return PhaseDiagram(
