@@ -25,9 +25,16 @@ _ARITHMATEX = re.compile(
 )
 
 
+# latex2mathml writes a prime as a superscript (`<msup><mi>f</mi><mi>&#x02032;</mi></msup>`),
+# but the prime glyph is already raised, so browsers draw it far above the letter. A plain
+# operator after the letter is how it reads in print.
+_PRIME = re.compile(r"<msup>(<mi>[^<]*</mi>)<mi>(&#x0203[234];)</mi></msup>")
+
+
 def latex_to_mathml(latex: str, *, display: bool) -> str:
     """Convert one LaTeX formula (without delimiters) to a `<math>` element."""
     mathml = convert(latex.strip(), display="block" if display else "inline")
+    mathml = _PRIME.sub(r'\1<mo lspace="0" rspace="0">\2</mo>', mathml)
     # Keep the source as an annotation-free attribute: screen readers use the MathML itself,
     # and a reader who copies the formula's alt text gets the LaTeX back.
     return mathml.replace("<math ", f'<math alttext="{html.escape(latex.strip())}" ', 1)

@@ -58,6 +58,14 @@ def test_notebook_dollar_math(html: str, formulas: int) -> None:
         assert out == html
 
 
+def test_a_prime_follows_its_letter_instead_of_floating_above_it() -> None:
+    mathml = _load("mathml").latex_to_mathml("\\sigma'(z) + f''", display=False)
+    assert "<msup>" not in mathml
+    assert mathml.count('<mo lspace="0" rspace="0">') == 2
+    assert "&#x02032;" in mathml  # the prime
+    assert "&#x02033;" in mathml  # the double prime
+
+
 def test_notebook_mathjax_loader_is_removed() -> None:
     page = (
         '<script src=""> </script>\n<!-- MathJax configuration -->\n'

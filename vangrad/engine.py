@@ -224,13 +224,13 @@ def run_network(
 # --8<-- [start:forward]
 @dataclass
 class Layer:
-    """One layer's record: what the backward pass needs, and the layer's statistics."""
+    """What the backward pass needs of one layer, and the layer's statistics."""
 
     h_in: np.ndarray  # h_{l-1}, the layer's input
     slope: np.ndarray  # phi'(z_l)
     z_hat: np.ndarray | None  # with batch normalisation: the normalised z_l ...
     inverse_std: np.ndarray | None  # ... and 1 / sqrt(var(z_l) + eps), per unit
-    statistics: dict[str, np.ndarray]  # per network: mean, std, saturated, finite
+    statistics: dict[str, np.ndarray]  # per network: mean, std, saturated...
 
 
 def forward(
@@ -243,11 +243,11 @@ def forward(
     residual: bool = False,
     gain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[Layer]]:
-    """Run the layers from `h_0 = x`; return `h_L` and one `Layer` per layer."""
+    """Run the layers from `h_0 = x`; return `h_L` and a `Layer` per layer."""
     h, layers = x, []
     for index, w in enumerate(weights):
         z = h @ w  # z_l = h_{l-1} W_l
-        if gain is not None:  # a factor per network: sweeps scale one stack of weights
+        if gain is not None:  # a factor per network (sweeps scale weights)
             z = gain * z
         if biases is not None:
             z = z + biases[index]  # ... + b_l
@@ -255,7 +255,7 @@ def forward(
         if batchnorm:  # z_l <- (z_l - mean) / sqrt(var + eps), over the batch
             z_hat, inverse_std = normalise(z, axis=-2)
             z = z_hat  # from here on, z is the normalised z_l
-        a, slope = values_and_slopes(activation, z)  # a_l = phi(z_l), and phi'(z_l)
+        a, slope = values_and_slopes(activation, z)  # phi(z_l), phi'(z_l)
         h_out = h + a if residual else a  # h_l
         statistics = layer_statistics(z, a, slope, h_out, activation)
         layers.append(Layer(h, slope, z_hat, inverse_std, statistics))
@@ -264,14 +264,18 @@ def forward(
 
 
 def normalise(z: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """`z_hat = (z - mean) * s` with `s = 1 / sqrt(var + eps)` over `axis`; and `s`."""
-    # Centred on the first sample before the mean is taken: a column of equal values
-    # is then exactly 0, not a rounding error that 1/sqrt(eps) would blow up. Sums
-    # accumulate in float64: in float32 their rounding, amplified by 1/std, showed.
+    """`(z - mean) * s` over `axis`, and `s = 1 / sqrt(var + eps)`."""
+    # Centred on the first sample before the mean is taken: a column of
+    # equal values is then exactly 0, not a rounding error that 1/sqrt(eps)
+    # would blow up. Sums accumulate in float64: in float32 their rounding,
+    # amplified by 1/std, showed in the norms.
     centred = z - np.take(z, [0], axis=axis)
-    centred -= centred.mean(axis=axis, keepdims=True, dtype=np.float64).astype(z.dtype)
-    variance = np.mean(centred * centred, axis=axis, keepdims=True, dtype=np.float64)
-    inverse_std = (1.0 / np.sqrt(variance + BATCHNORM_EPSILON)).astype(z.dtype)
+    mean = centred.mean(axis=axis, keepdims=True, dtype=np.float64)
+    centred -= mean.astype(z.dtype)
+    square = centred * centred
+    variance = np.mean(square, axis=axis, keepdims=True, dtype=np.float64)
+    inverse_std = 1.0 / np.sqrt(variance + BATCHNORM_EPSILON)
+    inverse_std = inverse_std.astype(z.dtype)
     return centred * inverse_std, inverse_std
 
 
@@ -290,9 +294,9 @@ def backward(
     measure_weight_grads: bool = True,
     keep_grads: bool = False,
 ) -> MeasuredGradients:
-    """Back-propagate `upstream = dLoss/dh_L` through the layers, top layer first."""
+    """Back-propagate `upstream = dLoss/dh_L`, top layer first."""
     measured = MeasuredGradients(keep=keep_grads)
-    # The true gradient dLoss/dh_l is g * 2**scale, with g kept near unit norm.
+    # The true gradient dLoss/dh_l is g * 2**scale, with g near unit norm.
     norms = frobenius_norms(upstream)
     measured.add("grads", upstream, 0, norms)
     g, scale = rescale(upstream, norms)
@@ -301,9 +305,9 @@ def backward(
         dz = g * layer.slope
         # Through batch normalisation (derived in normalise_backward).
         if layer.inverse_std is not None:
-            dz = normalise_backward(dz, layer.z_hat, layer.inverse_std, axis=-2)
-        # Through the bias, z = ... + b: dLoss/db is dLoss/dz summed over the batch;
-        # exactly 0 under batch normalisation, which subtracts the bias with the mean.
+            dz = normalise_backward(dz, layer.z_hat, layer.inverse_std, -2)
+        # Through the bias, z = ... + b: dLoss/db sums dLoss/dz over the
+        # batch; it is 0 under batch normalisation, which removes the mean.
         if has_biases:
             db = dz.sum(axis=-2, keepdims=True)
             if layer.inverse_std is not None:
@@ -313,15 +317,16 @@ def backward(
         if measure_weight_grads:
             dw = np.swapaxes(layer.h_in, -1, -2) @ dz
             measured.add("weight_grads", dw, scale)
-        # ... and dLoss/dh_in = dLoss/dz @ W^T (times the gain, if z = gain * h_in @ W).
+        # ... and dLoss/dh_in = dLoss/dz @ W^T (times the gain, if any).
         g_in = dz @ np.swapaxes(w, -1, -2)
         if gain is not None:
             g_in = g_in * gain
-        # Through the residual identity, h = h_in + a: g also reaches h_in unchanged.
+        # Through the residual identity, h = h_in + a: g reaches h_in too.
         if residual:
             g_in = g_in + g
-        # Log space: record the norm, then divide g by the power of two just above its
-        # norm (exact: only exponents change), and add that power to the running scale.
+        # Log space: record the norm, then divide g by the power of two just
+        # above its norm (exact: only the exponents change), and add that
+        # power's exponent to the running scale.
         norms = frobenius_norms(g_in)
         measured.add("grads", g_in, scale, norms)
         g, exponent = rescale(g_in, norms)
@@ -330,23 +335,29 @@ def backward(
 
 
 def normalise_backward(
-    dz_hat: np.ndarray, z_hat: np.ndarray, inverse_std: np.ndarray, axis: int
+    dz_hat: np.ndarray,
+    z_hat: np.ndarray,
+    inverse_std: np.ndarray,
+    axis: int,
 ) -> np.ndarray:
     """The chain rule through `normalise`: `dLoss/dz` from `dLoss/dz_hat`.
 
-    `z_hat = (z - mean(z)) * s` with `s = 1 / sqrt(var(z) + eps)`. With `m` samples,
-    `d mean / dz_j = 1/m` and `d var / dz_j = 2 (z_j - mean) / m`, so
-    `ds/dz_j = -s^3 (z_j - mean) / m` and the chain rule through both statistics gives
+    `z_hat = (z - mean(z)) * s` with `s = 1 / sqrt(var(z) + eps)`. With
+    `m` samples, `d mean / dz_j = 1/m` and `d var / dz_j = 2 (z_j - mean)/m`,
+    so `ds/dz_j = -s^3 (z_j - mean) / m`, and the chain rule through both
+    statistics gives
 
         dLoss/dz = s * (dz_hat - mean(dz_hat) - z_hat * mean(dz_hat * z_hat)).
 
-    The mean of the upstream gradient is removed: a gradient that is the same for every
-    sample (such as the sum loss's ones) does not pass batch normalisation at all.
+    The mean of the upstream gradient is removed: a gradient that is the same
+    for every sample (the sum loss's ones) does not pass at all.
     """
-    # Centred on the first sample first, as in `normalise`: equal values give exactly 0.
+    # Centred on the first sample first, as in `normalise`: equal values
+    # give exactly 0.
     centred = dz_hat - np.take(dz_hat, [0], axis=axis)
     centred -= centred.mean(axis=axis, keepdims=True)
-    centred -= z_hat * np.mean(centred * z_hat, axis=axis, keepdims=True)
+    projection = np.mean(centred * z_hat, axis=axis, keepdims=True)
+    centred -= z_hat * projection
     return centred * inverse_std
 
 
