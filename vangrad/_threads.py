@@ -3,8 +3,9 @@
 numpy releases the GIL inside its matrix products and elementwise loops, so independent
 networks of a stack run in parallel on Python threads. vangrad uses as many threads as
 `VANGRAD_NUM_THREADS` says, otherwise one per CPU the process may run on. It reads no other
-library's variable: `OPENBLAS_NUM_THREADS` sizes BLAS's own pool, which the fast engine only
-uses alongside these threads for products too small for BLAS to thread.
+library's variable: `OPENBLAS_NUM_THREADS` sizes BLAS's own pool, and the fast engine splits a
+stack over vangrad's threads only where the products are too small for BLAS to thread, so the
+two pools do not compete.
 """
 
 from __future__ import annotations
