@@ -37,7 +37,7 @@ from vangrad.flow import (
     GradientFlow,
     binary_exponent,
     frobenius_norms,
-    log10_norms,
+    log10_scale,
     overflow_layers,
     unscale,
 )
@@ -806,11 +806,13 @@ class _Backward:
             return False
 
         span = slice(chunk.start, chunk.stop)
-        self.log10_grads[..., span] = _bottom_first(log10_norms(norms, base))
+        log_norms = np.log10(norms)
+        base_log = log10_scale(base)  # as in log10_norms, once for the whole chunk
+        self.log10_grads[..., span] = _bottom_first(log_norms + base_log)
         if bias_norms is not None:
-            self.log10_bias_grads[..., span] = _bottom_first(log10_norms(bias_norms, base))
+            self.log10_bias_grads[..., span] = _bottom_first(np.log10(bias_norms) + base_log)
         if weight_norms is not None:
-            self.log10_weight_grads[..., span] = _bottom_first(log10_norms(weight_norms, base))
+            self.log10_weight_grads[..., span] = _bottom_first(np.log10(weight_norms) + base_log)
         if self.keep_grads:
             self.grads.extend(unscale(g, base) for g in gs)
             self.b_grads.extend(unscale(db, base)[..., 0, :] for db in dbs)
@@ -824,7 +826,7 @@ class _Backward:
         self.g = np.ldexp(gs[-1], -exponent[..., np.newaxis, np.newaxis], out=gs[-1])
         self.norms = norms[-1]
         if check:
-            self._adapt(np.log10(norms))
+            self._adapt(log_norms)
         return True
 
     def _in_range(

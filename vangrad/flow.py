@@ -21,6 +21,7 @@ __all__ = [
     "binary_exponent",
     "frobenius_norms",
     "log10_norms",
+    "log10_scale",
     "overflow_layers",
     "rescale",
     "unscale",
@@ -150,7 +151,12 @@ def rescale(g: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def log10_norms(norms: np.ndarray, scale: np.ndarray | int) -> np.ndarray:
     """`log10` of the true norms of gradients `g * 2**scale` whose own norms are `norms`."""
-    return np.log10(norms) + scale * _LOG10_2
+    return np.log10(norms) + log10_scale(scale)
+
+
+def log10_scale(scale: np.ndarray | int) -> np.ndarray:
+    """`log10(2**scale)`."""
+    return scale * _LOG10_2
 
 
 def unscale(g: np.ndarray, scale: np.ndarray | int) -> np.ndarray:
