@@ -388,10 +388,7 @@ class MeasuredGradients:
             norms = frobenius_norms(gradient)
         self.log10_norms.setdefault(name, []).append(log10_norms(norms, scale))
         if self.keep:
-            true_gradient = unscale(gradient, scale)
-            if name == "bias_grads":
-                true_gradient = true_gradient[..., 0, :]
-            self.kept.setdefault(name, []).append(true_gradient)
+            self.kept.setdefault(name, []).append(unscale(gradient, scale))
 
     def bottom_first(self) -> MeasuredGradients:
         """Reverse every list (the backward pass runs top layer first); return self."""
@@ -482,5 +479,10 @@ def run_reference(
         grads=tuple(kept["grads"]) if keep_grads else None,
         weight_grads=tuple(kept["weight_grads"]) if keep_grads and measure_weight_grads else None,
         log10_bias_grad_norms=per_layer(norms["bias_grads"]) if biases is not None else None,
-        bias_grads=tuple(kept["bias_grads"]) if keep_grads and biases is not None else None,
+        # The bias gradients were kept as (..., 1, n_l), for their norms; returned as (..., n_l).
+        bias_grads=(
+            tuple(db[..., 0, :] for db in kept["bias_grads"])
+            if keep_grads and biases is not None
+            else None
+        ),
     )
