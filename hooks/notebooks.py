@@ -160,7 +160,10 @@ class _Conversion:
     def html(self, where: str) -> str:
         while not (self.output.exists() or self.error.exists()):
             if _server and _server[0].poll() is not None and not self.output.exists():
-                stderr = _server[1].read_text(errors="replace")
+                # The conversion's own error output (see _isolate_kernel), then the server's.
+                own = self.output.with_suffix(".stderr")
+                stderr = own.read_text(errors="replace") if own.exists() else ""
+                stderr += _server[1].read_text(errors="replace")
                 raise PluginError(f"{where}: running the notebooks failed:\n{stderr}")
             time.sleep(0.02)
         if self.error.exists():
@@ -334,17 +337,47 @@ def on_page_content(html_content: str, page: Any, **_: Any) -> str:
     return _download_buttons(where) + described
 
 
+def _isolate_kernel(target: Path) -> Path:
+    """Give this conversion's kernel sockets of its own and an error output of its own.
+
+    With TCP, jupyter_client picks free ports, closes them and has the kernel bind them; a
+    port taken in between (by another notebook's kernel starting beside it) kills the kernel
+    before it replies (jupyter/jupyter_client#154; seen in CI). IPC sockets are files named
+    after this conversion, which nothing else can take. nbconvert reads the setting from its
+    configuration folder, which is also what keeps a contributor's own ~/.jupyter out of the
+    build. The kernel writes to this process's stderr, so it gets a file of its own, read back
+    if the conversion fails.
+    """
+    settings = target.with_suffix(".jupyter")
+    settings.mkdir()
+    kernel = {"transport": "ipc", "ip": str(target.with_suffix(".kernel"))}
+    (settings / "jupyter_nbconvert_config.json").write_text(
+        json.dumps({"KernelManager": kernel}), encoding="utf-8"
+    )
+    os.environ["JUPYTER_CONFIG_DIR"] = str(settings)
+    stderr = target.with_suffix(".stderr")
+    descriptor = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(descriptor, 2)
+    os.close(descriptor)
+    return stderr
+
+
 def _convert(notebook_path: str, options: dict[str, Any], output_path: str) -> None:
     """Write the notebook's page, or its error, to a file that appears complete or not at all."""
     from mkdocs_jupyter import convert
 
     target = Path(output_path)
+    stderr = _isolate_kernel(target)
     try:
         content = convert.nb2html(notebook_path, **options)
     except Exception as error:  # reported to the build, which fails
         # The error names the cell and holds the notebook's own traceback; this process's
         # stack, down through nbconvert, would only bury it.
         content = "".join(traceback.format_exception_only(error))
+        sys.stderr.flush()
+        printed = stderr.read_text(encoding="utf-8", errors="replace").strip()
+        if printed:  # a kernel that died says why only here
+            content += f"\nThe kernel's error output:\n{printed}\n"
         target = target.with_suffix(".error")
     partial = target.with_suffix(".partial")
     partial.write_text(content, encoding="utf-8")

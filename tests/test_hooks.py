@@ -181,3 +181,56 @@ def test_notebook_styles_keep_only_rules_that_can_match() -> None:
     for gone in (".bp3-menu", ".md-typeset .jp-Missing", "margin:2px", "@media print"):
         assert gone not in kept, gone
     assert kept.endswith(page[page.index("</style>") :])
+
+
+# Installed in the converting process and its kernels: any TCP socket that Python binds fails.
+_NO_TCP = """
+import socket
+
+_bind = socket.socket.bind
+
+
+def _refuse_tcp(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        raise OSError("this test forbids TCP ports")
+    return _bind(self, address)
+
+
+socket.socket.bind = _refuse_tcp
+"""
+
+
+def test_notebook_kernels_need_no_tcp_port_and_a_dead_kernel_says_why(tmp_path: Path) -> None:
+    """Concurrent kernels cannot race for ports (jupyter_client#154): they bind none.
+
+    A kernel that dies reports its own error output in the build's error, which is the only
+    place its reason appears.
+    """
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(_NO_TCP, encoding="utf-8")
+    cells = {
+        "one": "print(6 * 7)",
+        "two": "print(6 * 9)",
+        "dies": "import os\nos.write(2, b'the last words of a kernel\\n')\nos._exit(3)",
+    }
+    jobs = []
+    for name, cell in cells.items():
+        source = tmp_path / f"{name}.py"
+        source.write_text(f"# %%\n{cell}\n", encoding="utf-8")
+        options = {"execute": True, "kernel_name": "python3", "allow_errors": False}
+        jobs.append([str(source), options, str(tmp_path / f"{name}.html")])
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    subprocess.run(
+        [sys.executable, str(HOOKS / "notebooks.py"), json.dumps(jobs)],
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    assert "42" in (tmp_path / "one.html").read_text(encoding="utf-8")
+    assert "54" in (tmp_path / "two.html").read_text(encoding="utf-8")
+    error = (tmp_path / "dies.error").read_text(encoding="utf-8")
+    assert "The kernel's error output:\nthe last words of a kernel" in error
