@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import html
 import io
 import json
 import os
@@ -624,7 +625,13 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
             raise PluginError(
                 f"{page.file.src_uri}: unknown table {match.group('name')!r}; known: {known}"
             )
-        return table.read_text(encoding="utf-8").rstrip("\n")
+        # The table's numbers say where they came from, as the prose's do (hooks/computed.py).
+        origin = html.escape(f"the table {match.group('name')!r} of hooks/figures.py", quote=True)
+        return (
+            f'<div class="vg-computed-table" data-computed="{origin}" markdown>\n\n'
+            + table.read_text(encoding="utf-8").rstrip("\n")
+            + "\n\n</div>"
+        )
 
     return _TABLE_MARKER.sub(replace, markdown)
 

@@ -1,0 +1,347 @@
+"""MkDocs hook: numbers in a page's prose, computed while the site builds by the page's own code.
+
+A sentence that states a result writes the expression that gives it, between double braces:
+
+    The first weight moves by {{ lr * abs(grads[0]):.2g }}.
+
+The expression is Python, evaluated with an f-string's format spec after the last snippet
+(```` ```py ```` block) above it on the page has run, in that snippet's namespace. A leading
+`10^` writes a power of ten, `{{ 10^grad:.1f }}` for 10<sup>-8.5</sup>. The number reaches the
+page as `<span class="vg-computed" data-computed="...">`, the attribute naming the snippet and
+the expression, which a reader sees on hovering or focusing it. In a figure's alt text the
+number is written plainly, as an attribute cannot hold markup.
+
+The snippets are the ones the tests run and check line by line (tests/test_docs.py), so a
+number in the prose comes from the code beside it and goes stale with nothing. They run in
+fresh Python processes, two at a time while the rest of the site builds, and each page's
+results are cached under `.cache/computed/KEY.json`, where KEY hashes the page's snippets and
+expressions, `vangrad`'s source, this file and the engine: a prose edit elsewhere costs
+nothing, and any change to the code runs the page again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache" / "computed"
+# As for the figures: two processes beside the notebooks and the figures on two cores.
+PROCESSES = 2
+
+_FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+|~~~+) *(?P<lang>[\w-]*)(?P<settings>.*)$")
+_REFERENCE = re.compile(r"\{\{\s*(?P<content>.+?)\s*\}\}")
+_INLINE_CODE = re.compile(r"(`+).+?\1")
+_ALT_TEXT = re.compile(r"!\[(?P<alt>[^\]]*)\]\(", re.DOTALL)
+_POWER = re.compile(r"^10\s*\^\s*")
+
+
+@dataclass
+class Snippet:
+    """A Python block of a page.
+
+    `line` is its fence's line and `block` which of the page's code blocks it is, counting
+    every block a reader sees; both from 1.
+    """
+
+    line: int
+    source: str
+    block: int
+
+
+@dataclass
+class Reference:
+    """`{{ content }}` in the prose, after the snippet `snippet` (an index into the page's)."""
+
+    start: int
+    end: int
+    content: str
+    snippet: int
+    in_alt_text: bool
+
+    @property
+    def expression(self) -> str:
+        """The f-string field: the content without its `10^`."""
+        return _POWER.sub("", self.content)
+
+    @property
+    def power_of_ten(self) -> bool:
+        """Whether the value is written as a power of ten, `10^...`."""
+        return _POWER.match(self.content) is not None
+
+
+@dataclass
+class Page:
+    """What the hook needs of a page: its snippets and its references, in order."""
+
+    snippets: list[Snippet] = field(default_factory=list)
+    references: list[Reference] = field(default_factory=list)
+
+
+def _runs(settings: str) -> bool:
+    """Whether the tests run a block with these fence settings (see tests/test_docs.py)."""
+    return 'test="skip' not in settings
+
+
+def read_page(markdown: str, *, where: str) -> Page:
+    """Find the runnable snippets of `markdown` and the `{{ }}` references of its prose."""
+    page = Page()
+    lines = markdown.splitlines(keepends=True)
+    offset, index, blocks, prose_spans = 0, 0, 0, []
+    while index < len(lines):
+        line = lines[index]
+        opened = _FENCE.match(line.rstrip("\n"))
+        if opened is None:
+            prose_spans.append((offset, offset + len(line)))
+            offset += len(line)
+            index += 1
+            continue
+        indent, fence = opened.group("indent"), opened.group("fence")
+        blocks += 1
+        body, start = [], index
+        index += 1
+        while index < len(lines) and not (
+            lines[index].startswith(indent + fence) and not lines[index].strip(" `~\n")
+        ):
+            body.append(lines[index][len(indent) :] if lines[index].startswith(indent) else "")
+            index += 1
+        index += 1  # the closing fence
+        offset += sum(len(text) for text in lines[start:index])
+        code = "".join(body)
+        if (
+            opened.group("lang") in ("py", "python")
+            and _runs(opened.group("settings"))
+            and not all(text.strip().startswith("--8<--") for text in body if text.strip())
+        ):
+            page.snippets.append(Snippet(start + 1, code, blocks))
+        # A reference inside a block is code, not prose: it is left alone.
+        prose_spans.append((offset, offset))
+    alt_spans = [(m.start("alt"), m.end("alt")) for m in _ALT_TEXT.finditer(markdown)]
+    snippet_starts = [_offset_of_line(lines, s.line) for s in page.snippets]
+    for begin, end in prose_spans:
+        text = markdown[begin:end]
+        code_spans = [m.span() for m in _INLINE_CODE.finditer(text)]
+        for found in _REFERENCE.finditer(text):
+            if any(a <= found.start() < b for a, b in code_spans):
+                continue
+            start = begin + found.start()
+            above = [i for i, s in enumerate(snippet_starts) if s < start]
+            if not above:
+                line = markdown.count("\n", 0, start) + 1
+                raise ValueError(
+                    f"{where}:{line}: {found.group(0)} has no snippet above it to compute it"
+                )
+            page.references.append(
+                Reference(
+                    start=start,
+                    end=begin + found.end(),
+                    content=found.group("content"),
+                    snippet=above[-1],
+                    in_alt_text=any(a <= start < b for a, b in alt_spans),
+                )
+            )
+    return page
+
+
+def _offset_of_line(lines: list[str], number: int) -> int:
+    return sum(len(text) for text in lines[: number - 1])
+
+
+def origin(page: Page, reference: Reference) -> str:
+    """Where a number came from, as the reader is told: the code block and the expression."""
+    block = page.snippets[reference.snippet].block
+    return f"code block {block} on this page: {reference.content}"
+
+
+def render(markdown: str, page_uri: str, page: Page, values: list[str]) -> str:
+    """`markdown` with each reference replaced by its value, marked with where it came from."""
+    pieces, last = [], 0
+    for reference, value in zip(page.references, values, strict=True):
+        pieces.append(markdown[last : reference.start])
+        if reference.in_alt_text:
+            pieces.append(f"10^{value}" if reference.power_of_ten else value)
+        else:
+            shown = f"10<sup>{html.escape(value)}</sup>" if reference.power_of_ten else value
+            where = html.escape(origin(page, reference), quote=True)
+            source = f"{page_uri}:{page.snippets[reference.snippet].line}"
+            pieces.append(
+                f'<span class="vg-computed" tabindex="0" data-computed="{where}" '
+                f'data-computed-source="docs/{source}">{shown}</span>'
+            )
+        last = reference.end
+    pieces.append(markdown[last:])
+    return "".join(pieces)
+
+
+# --- running a page's snippets (in the child process) --------------------------------------------
+
+
+def compute(page: Page, *, where: str) -> list[str]:
+    """Run the snippets in order, each in a namespace of its own, and evaluate each reference."""
+    values: list[str] = []
+    for index, snippet in enumerate(page.snippets):
+        namespace: dict[str, Any] = {"__name__": "__main__"}
+        mine = [r for r in page.references if r.snippet == index]
+        if not mine:
+            continue  # nothing on the page needs what this one computes
+        code = compile(snippet.source, f"{where}:{snippet.line}", "exec")
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(code, namespace)  # the page's own code, which the tests also run
+        for reference in mine:
+            field_ = "{" + reference.expression + "}"
+            try:
+                values.append(eval(f"f{field_!r}", namespace))
+            except Exception as error:
+                raise ValueError(
+                    f"{where}, after the snippet at line {snippet.line}: "
+                    f"{{{{ {reference.content} }}}} failed: {error!r}"
+                ) from error
+    return values
+
+
+def _compute_jobs(jobs: list[dict[str, Any]]) -> None:
+    for job in jobs:
+        target = Path(job["output"])
+        try:
+            page = read_page(job["markdown"], where=job["page"])
+            result: dict[str, Any] = {"values": compute(page, where=job["page"])}
+        except Exception:
+            result = {"error": traceback.format_exc()}
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_text(json.dumps(result), encoding="utf-8")
+        os.replace(partial, target)
+
+
+# --- the hook (runs inside mkdocs) ---------------------------------------------------------------
+
+_state: dict[str, Any] = {"pages": {}, "children": []}
+
+
+def _code_key() -> bytes:
+    digest = hashlib.sha256()
+    digest.update(os.environ.get("VANGRAD_ENGINE", "").encode())
+    for path in sorted([*(ROOT / "vangrad").rglob("*.py"), Path(__file__)]):
+        digest.update(path.relative_to(ROOT).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.digest()
+
+
+def page_key(code_key: bytes, page: Page) -> str:
+    """The cache key of a page's values: the code, its snippets and its expressions."""
+    digest = hashlib.sha256(code_key)
+    used = sorted({r.snippet for r in page.references})
+    digest.update(json.dumps([page.snippets[i].source for i in used]).encode())
+    digest.update(json.dumps([(r.snippet, r.content) for r in page.references]).encode())
+    return digest.hexdigest()[:20]
+
+
+def _stop() -> None:
+    for child in _state["children"]:
+        child.kill()
+        child.wait()
+    _state["children"] = []
+    _state["pages"] = {}
+
+
+def _start(docs_dir: Path) -> None:
+    """Read every page; run, in the background, the pages whose values are not cached."""
+    _stop()
+    code_key = _code_key()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    jobs: list[dict[str, Any]] = []
+    for path in sorted(docs_dir.rglob("*.md")):
+        uri = path.relative_to(docs_dir).as_posix()
+        markdown = path.read_text(encoding="utf-8")
+        page = read_page(markdown, where=uri)
+        if not page.references:
+            continue
+        output = CACHE / f"{page_key(code_key, page)}.json"
+        _state["pages"][uri] = output
+        if not output.exists():
+            jobs.append({"page": uri, "markdown": markdown, "output": str(output)})
+    if not jobs:
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="vangrad-computed-"))
+    for index in range(PROCESSES):
+        share = jobs[index::PROCESSES]
+        if not share:
+            continue
+        with (scratch / f"stderr-{index}").open("wb") as stderr:
+            _state["children"].append(
+                subprocess.Popen(
+                    [sys.executable, __file__, json.dumps(share)],
+                    cwd=scratch,  # a snippet that writes a file writes it here
+                    env={**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"},
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                )
+            )
+    _state["scratch"] = scratch
+
+
+def _values(uri: str) -> list[str]:
+    output: Path = _state["pages"][uri]
+    while not output.exists():
+        if all(child.poll() is not None for child in _state["children"]) and not output.exists():
+            errors = "".join(p.read_text(errors="replace") for p in _state["scratch"].glob("*"))
+            raise _plugin_error(f"{uri}: computing its numbers failed:\n{errors}")
+        time.sleep(0.02)
+    result = json.loads(output.read_text(encoding="utf-8"))
+    if "error" in result:
+        output.unlink()  # not a result: the next build tries again
+        raise _plugin_error(f"{uri}: computing its numbers failed:\n{result['error']}")
+    return result["values"]
+
+
+def _plugin_error(message: str) -> Exception:
+    from mkdocs.exceptions import PluginError
+
+    return PluginError(message)
+
+
+def on_config(config: Any, **_: Any) -> Any:
+    """Start computing the pages' numbers, so that they run while the rest is read."""
+    try:
+        _start(Path(config["docs_dir"]))
+    except ValueError as error:
+        raise _plugin_error(str(error)) from error
+    return config
+
+
+def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
+    """Put each `{{ }}` number of the page in its place, marked with where it came from."""
+    uri = page.file.src_uri
+    if uri not in _state["pages"]:
+        return markdown
+    read = read_page(markdown, where=uri)
+    return render(markdown, uri, read, _values(uri))
+
+
+def on_post_build(**_: Any) -> None:
+    """Every page is rendered, so every process has ended; forget them."""
+    for child in _state["children"]:
+        child.wait()
+    _state["children"] = []
+
+
+def on_build_error(**_: Any) -> None:
+    """Stop computing for a build that has failed."""
+    _stop()
+
+
+if __name__ == "__main__":
+    _compute_jobs(json.loads(sys.argv[1]))
