@@ -368,3 +368,17 @@ def test_jacobian_variance_formula() -> None:
     assert np.mean((spectra[4] ** 2).var(axis=1)) == pytest.approx(4.0, rel=0.25)
     with pytest.raises(ValueError, match="chi_1 = 1"):
         predicted_jacobian_variance([8], "relu", 1.0)
+
+
+def test_at_zero_variance_the_expectation_is_the_value_at_zero_exactly() -> None:
+    """Quadrature weights sum to 1 only to rounding; at q = 0 the answer needs none of them, so
+    tanh is exactly critical at sigma_w^2 = 1 (chi_1 = 1, an infinite depth scale) on every
+    machine, whatever BLAS kernel would have summed the weights."""
+    from vangrad.theory import chi_1, depth_scale, gaussian_expectation
+
+    assert gaussian_expectation(np.cos, [0.0, 0.0]).tolist() == [1.0, 1.0]
+    assert float(chi_1(1.0, 0.0, "tanh")) == 1.0
+    assert float(depth_scale(chi_1(1.0, 0.0, "tanh"))) == np.inf
+    mixed = gaussian_expectation(np.cos, [0.0, 0.5, 4.0])
+    assert mixed[0] == 1.0
+    np.testing.assert_allclose(mixed[1:], np.exp(-np.array([0.5, 4.0]) / 2), rtol=1e-12)

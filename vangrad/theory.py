@@ -100,17 +100,22 @@ def _legendre(panels: int) -> tuple[np.ndarray, np.ndarray]:
 def _expect(function: object, q: np.ndarray, *, kinked: bool = False) -> np.ndarray:
     """E_z[function(sqrt(q) z)] for an array `q >= 0` (no validation)."""
     out = np.empty(q.shape)
-    small = (q <= _HERMITE_MAX_Q) & (not kinked)
+    # At q = 0 the expectation is function(0) exactly. Quadrature would give function(0) times
+    # the sum of its weights, which is 1 only to rounding, and to which rounding depends on the
+    # BLAS kernel: tanh's chi_1 at the critical point came out 1 or 1 - 1e-16 by machine.
+    zero = q == 0
+    out[zero] = function(np.zeros(int(zero.sum())))
+    small = (q <= _HERMITE_MAX_Q) & (not kinked) & ~zero
     with np.errstate(under="ignore"):
         if small.any():
             z, w = _hermite()
             out[small] = function(np.sqrt(q[small])[..., np.newaxis] * z) @ w
-        if (~small).any():
-            large = q[~small]
+        if (~small & ~zero).any():
+            large = q[~small & ~zero]
             # About 8 panels per unit of sqrt(q) z: each panel spans < 1/8 of the feature size.
             panels = 2 * math.ceil(12 * max(1.0, math.sqrt(float(large.max()))))
             z, w = _legendre(panels)
-            out[~small] = function(np.sqrt(large)[..., np.newaxis] * z) @ w
+            out[~small & ~zero] = function(np.sqrt(large)[..., np.newaxis] * z) @ w
     return out
 
 
@@ -291,7 +296,14 @@ def fixed_point(
             high = np.where(positive, high, middle)
             if np.all(high - low <= 1e-15 * np.maximum(high, 1e-300)):
                 break
-        return 0.5 * (low + high)
+        # Without biases, an activation with phi(0) = 0 keeps q = 0 fixed, and that fixed point
+        # is stable while the map's slope there, sigma_w^2 phi'(0)^2, is at most 1: q* = 0
+        # exactly. Bisection only approaches it, to where rounding decides the sign, which
+        # left tanh's chi_1 at sigma_w^2 = 1 at 1 or at 1 - 1e-16 depending on the machine.
+        zero = np.zeros(1)
+        at_origin = (b == 0) & (float(act.function(zero)[0]) == 0.0)
+        at_origin &= w * float(act.derivative(zero)[0]) ** 2 <= 1
+        return np.where(at_origin, 0.0, 0.5 * (low + high))
     raise ValueError(
         f"fixed_point supports bounded activations (tanh, sigmoid) and {sorted(_CLOSED_FORMS)}, "
         f"got {act.name!r}: follow its variances with variance_sequence and chi instead"
