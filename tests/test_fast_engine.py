@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from vangrad import ACTIVATIONS, Activation, GradientFlow, get_activation
 from vangrad import fast_engine as fast
-from vangrad.engine import run_reference
+from vangrad.engine import forward, run_reference
 
 # Every per-network array of a GradientFlow.
 RESULTS = (
@@ -154,13 +154,32 @@ def networks(draw: st.DrawFn, dtype: type = np.float64) -> Network:
     )
 
 
+# Digits a result keeps when the forward pass produced subnormal slopes (a sigmoid's at z below
+# -709): 1e-320 is held to about 4 digits, and which engine rounds it where differs (the fast
+# one multiplies it with a larger, unscaled gradient, and loses less). Seen once, in 245
+# residual softplus layers of width 1: 5.8e-6 apart in a log10 weight-gradient norm.
+SUBNORMAL_ATOL = 1e-4
+
+
+def _has_subnormal_slopes(network: Network) -> bool:
+    options = {k: v for k, v in network.options().items() if k != "upstream"}
+    if network.gain is not None:  # as run_reference passes it: a factor per network
+        options["gain"] = network.gain.astype(network.x.dtype)[..., np.newaxis, np.newaxis]
+    with np.errstate(all="ignore"):
+        _, layers = forward(network.x, network.weights, network.activation, **options)
+    tiny = np.finfo(network.x.dtype).smallest_normal
+    return any(np.any((layer.slope != 0) & (np.abs(layer.slope) < tiny)) for layer in layers)
+
+
 @settings(max_examples=150, deadline=None)
 @given(networks(), st.booleans())
 def test_the_fast_engine_gives_the_reference_results(network: Network, keep_grads: bool) -> None:
     fast_flow, reference = both(
         network.x, network.weights, network.activation, **network.options(), keep_grads=keep_grads
     )
-    assert_same_results(fast_flow, reference)
+    assert_same_results(
+        fast_flow, reference, atol=SUBNORMAL_ATOL if _has_subnormal_slopes(network) else 1e-12
+    )
     if keep_grads:
         for name in ("grads", "weight_grads", "bias_grads"):
             expected = getattr(reference, name)
