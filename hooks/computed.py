@@ -45,7 +45,8 @@ PROCESSES = 2
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+|~~~+) *(?P<lang>[\w-]*)(?P<settings>.*)$")
 _REFERENCE = re.compile(r"\{\{\s*(?P<content>.+?)\s*\}\}")
 _INLINE_CODE = re.compile(r"(`+).+?\1")
-_ALT_TEXT = re.compile(r"!\[(?P<alt>[^\]]*)\]\(", re.DOTALL)
+# An image; its alt text may hold references, brackets and all.
+_IMAGE = re.compile(r"!\[(?P<alt>(?:\{\{.*?\}\}|[^\]])*)\]\([^)]*\)", re.DOTALL)
 _POWER = re.compile(r"^10\s*\^\s*")
 
 
@@ -70,7 +71,13 @@ class Reference:
     end: int
     content: str
     snippet: int
-    in_alt_text: bool
+    # For a reference in an image's alt text: where the image's Markdown ends.
+    image_end: int | None = None
+
+    @property
+    def in_alt_text(self) -> bool:
+        """Whether the reference is in an image's alt text, which holds no markup."""
+        return self.image_end is not None
 
     @property
     def expression(self) -> str:
@@ -129,7 +136,7 @@ def read_page(markdown: str, *, where: str) -> Page:
             page.snippets.append(Snippet(start + 1, code, blocks))
         # A reference inside a block is code, not prose: it is left alone.
         prose_spans.append((offset, offset))
-    alt_spans = [(m.start("alt"), m.end("alt")) for m in _ALT_TEXT.finditer(markdown)]
+    images = [(m.start("alt"), m.end("alt"), m.end()) for m in _IMAGE.finditer(markdown)]
     snippet_starts = [_offset_of_line(lines, s.line) for s in page.snippets]
     for begin, end in prose_spans:
         text = markdown[begin:end]
@@ -150,7 +157,7 @@ def read_page(markdown: str, *, where: str) -> Page:
                     end=begin + found.end(),
                     content=found.group("content"),
                     snippet=above[-1],
-                    in_alt_text=any(a <= start < b for a, b in alt_spans),
+                    image_end=next((e for a, b, e in images if a <= start < b), None),
                 )
             )
     return page
@@ -166,27 +173,66 @@ def origin(page: Page, reference: Reference) -> str:
     return f"code block {block} on this page: {reference.content}"
 
 
+def _attribute(text: str) -> str:
+    """`text` for an HTML attribute; brackets too, which mkdocs-autorefs would take for links."""
+    return html.escape(text, quote=True).replace("[", "&#91;").replace("]", "&#93;")
+
+
 def render(markdown: str, page_uri: str, page: Page, values: list[str]) -> str:
-    """`markdown` with each reference replaced by its value, marked with where it came from."""
-    pieces, last = [], 0
+    """`markdown` with each reference replaced by its value, marked with where it came from.
+
+    In alt text the value is plain, and the image gets the marks as attributes (attr_list):
+    `data-computed` for where, `data-computed-values` for the values its alt text holds.
+    """
+    edits: list[tuple[int, int, str]] = []  # (start, end, replacement), in page order
+    in_images: dict[int, list[tuple[Reference, str]]] = {}
     for reference, value in zip(page.references, values, strict=True):
-        pieces.append(markdown[last : reference.start])
-        if reference.in_alt_text:
-            pieces.append(f"10^{value}" if reference.power_of_ten else value)
-        else:
-            shown = f"10<sup>{html.escape(value)}</sup>" if reference.power_of_ten else value
-            where = html.escape(origin(page, reference), quote=True)
-            source = f"{page_uri}:{page.snippets[reference.snippet].line}"
-            pieces.append(
+        if reference.image_end is not None:
+            shown = f"10^{value}" if reference.power_of_ten else value
+            edits.append((reference.start, reference.end, shown))
+            in_images.setdefault(reference.image_end, []).append((reference, shown))
+            continue
+        shown = f"10<sup>{html.escape(value)}</sup>" if reference.power_of_ten else value
+        where = _attribute(origin(page, reference))
+        source = f"docs/{page_uri}:{page.snippets[reference.snippet].line}"
+        edits.append(
+            (
+                reference.start,
+                reference.end,
                 f'<span class="vg-computed" tabindex="0" data-computed="{where}" '
-                f'data-computed-source="docs/{source}">{shown}</span>'
+                f'data-computed-source="{source}">{shown}</span>',
             )
-        last = reference.end
+        )
+    for end, found in in_images.items():
+        where = _attribute("; ".join(origin(page, r) for r, _ in found))
+        shown = _attribute(" ".join(v for _, v in found))
+        edits.append((end, end, f'{{: data-computed="{where}" data-computed-values="{shown}" }}'))
+    pieces, last = [], 0
+    for start, end, replacement in sorted(edits, key=lambda edit: edit[0]):
+        pieces += [markdown[last:start], replacement]
+        last = end
     pieces.append(markdown[last:])
     return "".join(pieces)
 
 
 # --- running a page's snippets (in the child process) --------------------------------------------
+
+
+def evaluate(page: Page, index: int, namespace: dict[str, Any], *, where: str) -> list[str]:
+    """The values of the references bound to snippet `index`, after it ran in `namespace`."""
+    snippet, values = page.snippets[index], []
+    for reference in page.references:
+        if reference.snippet != index:
+            continue
+        field_ = "{" + reference.expression + "}"
+        try:
+            values.append(eval(f"f{field_!r}", namespace))
+        except Exception as error:
+            raise ValueError(
+                f"{where}, after the snippet at line {snippet.line}: "
+                f"{{{{ {reference.content} }}}} failed: {error!r}"
+            ) from error
+    return values
 
 
 def compute(page: Page, *, where: str) -> list[str]:
@@ -200,15 +246,7 @@ def compute(page: Page, *, where: str) -> list[str]:
         code = compile(snippet.source, f"{where}:{snippet.line}", "exec")
         with contextlib.redirect_stdout(io.StringIO()):
             exec(code, namespace)  # the page's own code, which the tests also run
-        for reference in mine:
-            field_ = "{" + reference.expression + "}"
-            try:
-                values.append(eval(f"f{field_!r}", namespace))
-            except Exception as error:
-                raise ValueError(
-                    f"{where}, after the snippet at line {snippet.line}: "
-                    f"{{{{ {reference.content} }}}} failed: {error!r}"
-                ) from error
+        values += evaluate(page, index, namespace, where=where)
     return values
 
 
@@ -230,9 +268,13 @@ def _compute_jobs(jobs: list[dict[str, Any]]) -> None:
 _state: dict[str, Any] = {"pages": {}, "children": []}
 
 
-def _code_key() -> bytes:
+def code_key(engine: str | None = None) -> bytes:
+    """What every page's numbers depend on: vangrad's source, this file and the engine.
+
+    The engine is by default the one this process would use, from `VANGRAD_ENGINE`.
+    """
     digest = hashlib.sha256()
-    digest.update(os.environ.get("VANGRAD_ENGINE", "").encode())
+    digest.update((os.environ.get("VANGRAD_ENGINE", "") if engine is None else engine).encode())
     for path in sorted([*(ROOT / "vangrad").rglob("*.py"), Path(__file__)]):
         digest.update(path.relative_to(ROOT).as_posix().encode())
         digest.update(path.read_bytes())
@@ -259,7 +301,7 @@ def _stop() -> None:
 def _start(docs_dir: Path) -> None:
     """Read every page; run, in the background, the pages whose values are not cached."""
     _stop()
-    code_key = _code_key()
+    code = code_key()
     CACHE.mkdir(parents=True, exist_ok=True)
     jobs: list[dict[str, Any]] = []
     for path in sorted(docs_dir.rglob("*.md")):
@@ -268,7 +310,7 @@ def _start(docs_dir: Path) -> None:
         page = read_page(markdown, where=uri)
         if not page.references:
             continue
-        output = CACHE / f"{page_key(code_key, page)}.json"
+        output = CACHE / f"{page_key(code, page)}.json"
         _state["pages"][uri] = output
         if not output.exists():
             jobs.append({"page": uri, "markdown": markdown, "output": str(output)})
@@ -297,7 +339,8 @@ def _values(uri: str) -> list[str]:
     output: Path = _state["pages"][uri]
     while not output.exists():
         if all(child.poll() is not None for child in _state["children"]) and not output.exists():
-            errors = "".join(p.read_text(errors="replace") for p in _state["scratch"].glob("*"))
+            scratch = _state.get("scratch")
+            errors = "".join(p.read_text(errors="replace") for p in scratch.glob("*"))
             raise _plugin_error(f"{uri}: computing its numbers failed:\n{errors}")
         time.sleep(0.02)
     result = json.loads(output.read_text(encoding="utf-8"))
@@ -322,12 +365,37 @@ def on_config(config: Any, **_: Any) -> Any:
     return config
 
 
+def _compute_now(uri: str, markdown: str, output: Path) -> None:
+    """Compute one page's numbers and wait: it changed after the build started."""
+    job = {"page": uri, "markdown": markdown, "output": str(output)}
+    with tempfile.TemporaryDirectory(prefix="vangrad-computed-") as scratch:
+        done = subprocess.run(
+            [sys.executable, __file__, json.dumps([job])],
+            cwd=scratch,
+            env={**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+    if not output.exists():
+        stderr = done.stderr.decode(errors="replace")
+        raise _plugin_error(f"{uri}: computing its numbers failed:\n{stderr}")
+
+
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     """Put each `{{ }}` number of the page in its place, marked with where it came from."""
     uri = page.file.src_uri
-    if uri not in _state["pages"]:
+    try:
+        read = read_page(markdown, where=uri)
+    except ValueError as error:
+        raise _plugin_error(str(error)) from error
+    if not read.references:
         return markdown
-    read = read_page(markdown, where=uri)
+    output = CACHE / f"{page_key(code_key(), read)}.json"
+    if _state["pages"].get(uri) != output:  # edited since the build began
+        _state["pages"][uri] = output
+        if not output.exists():
+            _compute_now(uri, markdown, output)
     return render(markdown, uri, read, _values(uri))
 
 

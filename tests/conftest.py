@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 # Before anything imports pyplot: tests never open a window, on CI or on a laptop.
 os.environ["MPLBACKEND"] = "Agg"
@@ -35,7 +38,12 @@ def _close_figures() -> Iterator[None]:
     plt.close("all")
 
 
-@pytest.fixture(params=["reference", "fast"])
+# `./dev quick` runs the science on the reference engine only; tests/test_fast_engine.py, which
+# it runs too, holds the fast engine to the reference.
+ENGINES = os.environ.get("VANGRAD_TEST_ENGINES", "reference,fast").split(",")
+
+
+@pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the test once on each engine (`VANGRAD_ENGINE`): the science holds for both."""
     monkeypatch.setenv("VANGRAD_ENGINE", request.param)
@@ -81,6 +89,87 @@ def _site_build(
         if build.poll() is None:
             os.killpg(build.pid, signal.SIGKILL)
             build.wait()
+
+
+# numpy's dispatch groups (numpy >= 2.4 names) above the x86-64-v2 baseline.
+AVX512 = ("X86_V4", "AVX512_ICL", "AVX512_SPR")
+AVX2 = ("X86_V3",)
+
+
+def _switchable(groups: tuple[str, ...]) -> list[str]:
+    """Those of `groups` that numpy dispatches on this CPU, so that switching them off matters."""
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+    return [g for g in groups if g in __cpu_dispatch__ and __cpu_features__.get(g)]
+
+
+def numerical_environments() -> list[dict[str, object]]:
+    """The numerical environments to compare with the main run's, and what each changes."""
+    x86 = platform.machine() in ("x86_64", "AMD64")
+    plans = [(AVX512, "Haswell", "2", "fast"), (AVX512 + AVX2, "Sandybridge", "1", "reference")]
+    found = []
+    for groups, blas_core, threads, engine in plans:
+        off = _switchable(groups)
+        env = {"OPENBLAS_NUM_THREADS": threads, "VANGRAD_ENGINE": engine}
+        if off:
+            env["NPY_DISABLE_CPU_FEATURES"] = " ".join(off)
+        if x86:
+            env["OPENBLAS_CORETYPE"] = blas_core
+        kernels = f"numpy without {' '.join(off)}" if off else "numpy with all its kernels"
+        blas = f"OpenBLAS {blas_core if x86 else 'default'} kernels, {threads} thread(s)"
+        found.append({"env": env, "engine": engine, "label": f"{kernels}; {blas}; {engine}"})
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _portability_start(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[subprocess.Popen[bytes], Path, list[dict[str, object]]] | None]:
+    """Start producing the checked outputs in other environments (test_portability.py), if
+    this run has that test: in the background, from the first test on, as the site build."""
+    if not any("portability_runs" in getattr(i, "fixturenames", ()) for i in request.session.items):
+        yield None
+        return
+    out = tmp_path_factory.mktemp("portability")
+    plans = numerical_environments()
+    request.config.stash[_EXERCISED] = [str(plan["label"]) for plan in plans]
+    env = {k: v for k, v in os.environ.items() if k != "VANGRAD_ENGINE"}
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "portability_run.py"), str(out), json.dumps(plans)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield process, out, plans
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def portability_runs(
+    _portability_start: tuple[subprocess.Popen[bytes], Path, list[dict[str, object]]],
+) -> tuple[subprocess.Popen[bytes], Path, list[dict[str, object]]]:
+    """The background runs of test_portability.py: (process, output folder, environments)."""
+    return _portability_start
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say which numerical environments the portability test exercised on this machine."""
+    passed = any(
+        report.nodeid.endswith("test_outputs_agree_under_other_kernels_and_thread_counts")
+        for report in terminalreporter.stats.get("passed", [])
+    )
+    for label in config.stash.get(_EXERCISED, []):
+        verdict = "agreed" if passed else "were compared"
+        terminalreporter.write_line(f"portability: the checked outputs {verdict} under {label}")
+
+
+_EXERCISED = pytest.StashKey[list[str]]()
 
 
 @pytest.fixture(scope="session")

@@ -12,16 +12,18 @@ and review the diff. A snippet opts out of running only with an explicit, reason
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_examples import CodeExample, EvalExample, find_examples
 from ruff.__main__ import find_ruff_bin
-
-# Every result here holds on both engines (VANGRAD_ENGINE=reference and fast).
-pytestmark = pytest.mark.usefixtures("engine")
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE_LENGTH = 100
@@ -85,17 +87,31 @@ def _ruff_format(source: str) -> str:
 
 
 @pytest.mark.parametrize("example", _examples(), ids=_example_id)
-def test_snippet(example: CodeExample, eval_example: EvalExample) -> None:
-    unknown = set(example.prefix_settings()) - KNOWN_SETTINGS
-    assert not unknown, f"unknown fence settings {sorted(unknown)}; known: {sorted(KNOWN_SETTINGS)}"
-    eval_example.set_config(
-        line_length=LINE_LENGTH,
-        target_version="py311",
-        ruff_ignore=SNIPPET_RUFF_IGNORE,
+def test_snippet_is_formatted_and_linted(example: CodeExample, eval_example: EvalExample) -> None:
+    """Once per snippet: the engine does not change how it reads."""
+    _check_settings(example)
+    if eval_example.update_examples:
+        pytest.skip("--update-examples formats the snippets in test_snippet")
+    lint_skip = _skip_reason(example, "lint")
+    if lint_skip is not None:
+        pytest.skip(lint_skip)
+    _configure(eval_example)
+    eval_example.lint_ruff(example)
+    formatted = _ruff_format(example.source)
+    assert formatted == example.source, (
+        f"{_example_id(example)} is not ruff-formatted: run the tests with --update-examples"
     )
+
+
+# Every result holds on both engines (VANGRAD_ENGINE=reference and fast).
+@pytest.mark.usefixtures("engine")
+@pytest.mark.parametrize("example", _examples(), ids=_example_id)
+def test_snippet(example: CodeExample, eval_example: EvalExample) -> None:
+    """The snippet runs and prints its `#>` lines; with --update-examples, rewrites them."""
+    _check_settings(example)
+    _configure(eval_example)
     lint_skip = _skip_reason(example, "lint")
     test_skip = _skip_reason(example, "test")
-
     if eval_example.update_examples:
         if lint_skip is None:
             formatted = _ruff_format(example.source)
@@ -106,18 +122,52 @@ def test_snippet(example: CodeExample, eval_example: EvalExample) -> None:
             eval_example.format_ruff(example)
         if test_skip is None:
             eval_example.run_print_update(example)
-    else:
-        if lint_skip is None:
-            eval_example.lint_ruff(example)
-            formatted = _ruff_format(example.source)
-            assert formatted == example.source, (
-                f"{_example_id(example)} is not ruff-formatted: run the tests with "
-                "--update-examples"
-            )
-        if test_skip is None:
-            eval_example.run_print_check(example)
+    elif test_skip is None:
+        _record_page_values(example, eval_example.run_print_check(example))
     if test_skip is not None:
         pytest.skip(test_skip)
+
+
+def _computed_hook():
+    spec = importlib.util.spec_from_file_location("hooks_computed", ROOT / "hooks" / "computed.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _record_page_values(example: CodeExample, namespace: dict[str, Any]) -> None:
+    """With `VANGRAD_PAGE_VALUES=DIR`, also write the prose's `{{ }}` numbers that this snippet
+    computes (hooks/computed.py), for tests/test_portability.py to compare with the build's."""
+    folder = os.environ.get("VANGRAD_PAGE_VALUES")
+    if not folder or example.path.suffix != ".md":
+        return
+    computed = _computed_hook()
+    uri = example.path.relative_to(ROOT / "docs").as_posix()
+    page = computed.read_page(example.path.read_text(encoding="utf-8"), where=uri)
+    index = next((i for i, s in enumerate(page.snippets) if s.line == example.start_line), None)
+    if index is None:  # shown inside another block (Contributing's examples): not run for prose
+        return
+    values = computed.evaluate(page, index, namespace, where=uri)
+    if values:
+        record = {"page": uri, "snippet": index, "values": values}
+        name = f"{uri.replace('/', '_')}-{example.start_line}.json"
+        (Path(folder) / name).write_text(json.dumps(record), encoding="utf-8")
+
+
+def _check_settings(example: CodeExample) -> None:
+    unknown = set(example.prefix_settings()) - KNOWN_SETTINGS
+    assert not unknown, f"unknown fence settings {sorted(unknown)}; known: {sorted(KNOWN_SETTINGS)}"
+
+
+def _configure(eval_example: EvalExample) -> None:
+    eval_example.set_config(
+        line_length=LINE_LENGTH,
+        target_version="py311",
+        ruff_ignore=SNIPPET_RUFF_IGNORE,
+    )
 
 
 def test_snippets_were_found() -> None:
@@ -125,3 +175,14 @@ def test_snippets_were_found() -> None:
     examples = _examples()
     assert any(ex.path.suffix == ".md" for ex in examples)
     assert any(ex.path.suffix == ".py" for ex in examples)
+
+
+def test_the_prose_numbers_come_from_snippets_these_tests_run() -> None:
+    """hooks/computed.py finds a page's snippets with a parser of its own: every snippet it runs
+    for the prose's numbers must be one that `test_snippet` runs and checks."""
+    computed = _computed_hook()
+    tested = {(ex.path, ex.start_line) for ex in _examples() if _skip_reason(ex, "test") is None}
+    for path in sorted((ROOT / "docs").rglob("*.md")):
+        page = computed.read_page(path.read_text(encoding="utf-8"), where=path.name)
+        for snippet in page.snippets:
+            assert (path, snippet.line) in tested, f"{path.name}:{snippet.line} is not tested"

@@ -200,6 +200,7 @@ socket.socket.bind = _refuse_tcp
 """
 
 
+@pytest.mark.slow  # three kernels start
 def test_notebook_kernels_need_no_tcp_port_and_a_dead_kernel_says_why(tmp_path: Path) -> None:
     """Concurrent kernels cannot race for ports (jupyter_client#154): they bind none.
 
