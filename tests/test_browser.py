@@ -313,3 +313,39 @@ def test_notebook_pages_show_outputs_and_offer_downloads(
             assert len(response.body()) > 100
         assert page.locator(".vangrad-downloads a").count() == 2
         page.context.close()
+
+
+@pytest.mark.parametrize("color_scheme", ["light", "dark"])
+def test_a_computed_number_shows_its_origin_on_hover_and_on_keyboard_focus(
+    browser: object, server: str, color_scheme: str
+) -> None:
+    page, visit = _open(browser, server + "chain-rule/", color_scheme=color_scheme)
+    number = page.locator(".md-content .vg-computed").first
+    origin = number.get_attribute("data-computed")
+    assert origin
+    assert "code block" in origin
+
+    def tooltip() -> dict[str, str]:
+        return number.evaluate(
+            """el => { const s = getComputedStyle(el, '::after');
+                return {content: s.content, color: s.color, background: s.backgroundColor}; }"""
+        )
+
+    assert tooltip()["content"] in ("none", "normal", "")  # quiet until asked
+    number.hover()
+    shown = tooltip()
+    assert origin in shown["content"], shown
+    assert shown["color"] != shown["background"], shown  # legible in this palette
+    page.screenshot(path=_screenshot_name("chain-rule", f"-computed-{color_scheme}"))
+    page.mouse.move(0, 0)
+    # From the keyboard: tab to it (every computed number is a tab stop), as a reader would.
+    for _ in range(300):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.classList.contains('vg-computed')"):
+            break
+    else:
+        pytest.fail("no computed number took the keyboard focus")
+    focused = page.evaluate("getComputedStyle(document.activeElement, '::after').content")
+    assert "Computed while the site was built" in focused, focused
+    assert not visit.errors
+    page.context.close()

@@ -1,6 +1,6 @@
 """No number in the site's prose is typed where a computation produced it.
 
-The footer says that every number on the site is computed by the code beside it. A result
+The footer says that every result on the site is computed by the code beside it. A result
 typed into a sentence goes stale when the engine changes and nothing notices, so this scans
 the prose of every built page (paragraphs, lists, headings, tables, math and figures' alt
 text; never code or a notebook's code cells) for numbers. Each one must be
