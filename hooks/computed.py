@@ -27,12 +27,15 @@ import html
 import io
 import json
 import os
+import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +48,11 @@ PROCESSES = 2
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+|~~~+) *(?P<lang>[\w-]*)(?P<settings>.*)$")
 _REFERENCE = re.compile(r"\{\{\s*(?P<content>.+?)\s*\}\}")
 _INLINE_CODE = re.compile(r"(`+).+?\1")
-# An image; its alt text may hold references, brackets and all.
-_IMAGE = re.compile(r"!\[(?P<alt>(?:\{\{.*?\}\}|[^\]])*)\]\([^)]*\)", re.DOTALL)
+_INLINE_MATH = re.compile(r"(?<!\$)\$[^$\n]+\$(?!\$)")
+# An image; its alt text may hold references, brackets and all. Atomic and possessive: an
+# unclosed `![` before many references must not backtrack exponentially.
+_IMAGE = re.compile(r"!\[(?P<alt>(?>\{\{[^\n]*?\}\}|[^\]])*+)\]\([^)]*\)(?P<attrs>\{[^}\n]*\})?")
+_REFERENCE_IMAGE = re.compile(r"!\[(?P<alt>(?>\{\{[^\n]*?\}\}|[^\]])*+)\]\[")
 _POWER = re.compile(r"^10\s*\^\s*")
 
 
@@ -71,8 +77,10 @@ class Reference:
     end: int
     content: str
     snippet: int
-    # For a reference in an image's alt text: where the image's Markdown ends.
+    # For a reference in an image's alt text: where the image's attributes go (after its
+    # Markdown, or before the `}` of the attribute list it already has).
     image_end: int | None = None
+    image_has_attributes: bool = False
 
     @property
     def in_alt_text(self) -> bool:
@@ -110,7 +118,7 @@ def read_page(markdown: str, *, where: str) -> Page:
     offset, index, blocks, prose_spans = 0, 0, 0, []
     while index < len(lines):
         line = lines[index]
-        opened = _FENCE.match(line.rstrip("\n"))
+        opened = _FENCE.match(line.rstrip("\r\n"))
         if opened is None:
             prose_spans.append((offset, offset + len(line)))
             offset += len(line)
@@ -121,7 +129,7 @@ def read_page(markdown: str, *, where: str) -> Page:
         body, start = [], index
         index += 1
         while index < len(lines) and not (
-            lines[index].startswith(indent + fence) and not lines[index].strip(" `~\n")
+            lines[index].strip().startswith(fence) and not lines[index].strip(" `~\r\n")
         ):
             body.append(lines[index][len(indent) :] if lines[index].startswith(indent) else "")
             index += 1
@@ -136,13 +144,38 @@ def read_page(markdown: str, *, where: str) -> Page:
             page.snippets.append(Snippet(start + 1, code, blocks))
         # A reference inside a block is code, not prose: it is left alone.
         prose_spans.append((offset, offset))
-    images = [(m.start("alt"), m.end("alt"), m.end()) for m in _IMAGE.finditer(markdown)]
+    images = [
+        (m.start("alt"), m.end("alt"), m.end() - 1 if m["attrs"] else m.end(), bool(m["attrs"]))
+        for m in _IMAGE.finditer(markdown)
+    ]
+    for found in _REFERENCE_IMAGE.finditer(markdown):
+        if "{{" in found.group("alt"):
+            line = markdown.count("\n", 0, found.start()) + 1
+            raise ValueError(
+                f"{where}:{line}: a computed number in a reference-style image's "
+                "alt text: write the image inline, ![alt](path)"
+            )
     snippet_starts = [_offset_of_line(lines, s.line) for s in page.snippets]
+    in_math = False
     for begin, end in prose_spans:
         text = markdown[begin:end]
-        code_spans = [m.span() for m in _INLINE_CODE.finditer(text)]
-        for found in _REFERENCE.finditer(text):
-            if any(a <= found.start() < b for a, b in code_spans):
+        code_spans = _code_spans(text)
+        # `$$` opens or closes display math, where TeX's braces are no business of ours.
+        was_in_math, in_math = in_math, in_math ^ (text.count("$$") % 2 == 1)
+        rest = _INLINE_MATH.sub("", _REFERENCE.sub("", text))
+        for stray in re.finditer(r"\{\{", "" if was_in_math or in_math else rest):
+            # Left over once the references are taken out: one broken over two lines, which
+            # would reach the page as raw braces.
+            if not any(a <= stray.start() < b for a, b in _code_spans(rest)):
+                line = markdown.count("\n", 0, begin) + 1
+                raise ValueError(
+                    f"{where}:{line}: an unclosed '{{{{': write each {{{{ expression }}}} "
+                    "on one line"
+                )
+        math_spans = [m.span() for m in _INLINE_MATH.finditer(text)]
+        for found in _REFERENCE.finditer("" if was_in_math or in_math else text):
+            # In code or in math, braces are the code's or TeX's.
+            if any(a <= found.start() < b for a, b in code_spans + math_spans):
                 continue
             start = begin + found.start()
             above = [i for i, s in enumerate(snippet_starts) if s < start]
@@ -157,10 +190,15 @@ def read_page(markdown: str, *, where: str) -> Page:
                     end=begin + found.end(),
                     content=found.group("content"),
                     snippet=above[-1],
-                    image_end=next((e for a, b, e in images if a <= start < b), None),
+                    image_end=next((e for a, b, e, _ in images if a <= start < b), None),
+                    image_has_attributes=any(has for a, b, _, has in images if a <= start < b),
                 )
             )
     return page
+
+
+def _code_spans(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _INLINE_CODE.finditer(text)]
 
 
 def _offset_of_line(lines: list[str], number: int) -> int:
@@ -186,13 +224,15 @@ def render(markdown: str, page_uri: str, page: Page, values: list[str]) -> str:
     """
     edits: list[tuple[int, int, str]] = []  # (start, end, replacement), in page order
     in_images: dict[int, list[tuple[Reference, str]]] = {}
-    for reference, value in zip(page.references, values, strict=True):
+    for reference, computed in zip(page.references, values, strict=True):
         if reference.image_end is not None:
+            value = computed.replace("]", ")")  # a `]` would end the alt text
             shown = f"10^{value}" if reference.power_of_ten else value
             edits.append((reference.start, reference.end, shown))
             in_images.setdefault(reference.image_end, []).append((reference, shown))
             continue
-        shown = f"10<sup>{html.escape(value)}</sup>" if reference.power_of_ten else value
+        value = html.escape(computed)  # a value is text, never markup
+        shown = f"10<sup>{value}</sup>" if reference.power_of_ten else value
         where = _attribute(origin(page, reference))
         source = f"docs/{page_uri}:{page.snippets[reference.snippet].line}"
         edits.append(
@@ -206,7 +246,10 @@ def render(markdown: str, page_uri: str, page: Page, values: list[str]) -> str:
     for end, found in in_images.items():
         where = _attribute("; ".join(origin(page, r) for r, _ in found))
         shown = _attribute(" ".join(v for _, v in found))
-        edits.append((end, end, f'{{: data-computed="{where}" data-computed-values="{shown}" }}'))
+        marks = f'data-computed="{where}" data-computed-values="{shown}"'
+        # Into the image's own attribute list if it has one: a second one would be text.
+        own = found[0][0].image_has_attributes
+        edits.append((end, end, f" {marks} " if own else f"{{: {marks} }}"))
     pieces, last = [], 0
     for start, end, replacement in sorted(edits, key=lambda edit: edit[0]):
         pieces += [markdown[last:start], replacement]
@@ -218,15 +261,31 @@ def render(markdown: str, page_uri: str, page: Page, values: list[str]) -> str:
 # --- running a page's snippets (in the child process) --------------------------------------------
 
 
+def _split_format(content: str) -> tuple[str, str]:
+    """`expression:spec` -> (expression, spec), at the last colon that ends an expression.
+
+    An f-string's own parsing would need the content quoted, which fails on an expression
+    holding both kinds of quotes; a slice's or a dict's colon never ends one.
+    """
+    for position in range(len(content) - 1, -1, -1):
+        if content[position] == ":":
+            try:
+                compile(content[:position], "<expression>", "eval")
+            except SyntaxError:
+                continue
+            return content[:position].strip(), content[position + 1 :]
+    return content.strip(), ""
+
+
 def evaluate(page: Page, index: int, namespace: dict[str, Any], *, where: str) -> list[str]:
     """The values of the references bound to snippet `index`, after it ran in `namespace`."""
     snippet, values = page.snippets[index], []
     for reference in page.references:
         if reference.snippet != index:
             continue
-        field_ = "{" + reference.expression + "}"
+        expression, spec = _split_format(reference.expression)
         try:
-            values.append(eval(f"f{field_!r}", namespace))
+            values.append(format(eval(expression, namespace), spec))
         except Exception as error:
             raise ValueError(
                 f"{where}, after the snippet at line {snippet.line}: "
@@ -243,11 +302,31 @@ def compute(page: Page, *, where: str) -> list[str]:
         mine = [r for r in page.references if r.snippet == index]
         if not mine:
             continue  # nothing on the page needs what this one computes
-        code = compile(snippet.source, f"{where}:{snippet.line}", "exec")
-        with contextlib.redirect_stdout(io.StringIO()):
+        # Line numbers in a traceback are the page's own.
+        code = compile("\n" * snippet.line + snippet.source, where, "exec")
+        with _isolated(), contextlib.redirect_stdout(io.StringIO()):
             exec(code, namespace)  # the page's own code, which the tests also run
-        values += evaluate(page, index, namespace, where=where)
+            values += evaluate(page, index, namespace, where=where)
     return values
+
+
+@contextlib.contextmanager
+def _isolated() -> Iterator[None]:
+    """Undo what a snippet changes for the whole process.
+
+    The environment, the working folder and numpy's error handling: the next page of the same
+    process starts as it would alone.
+    """
+    import numpy as np
+
+    environment, folder, errors = dict(os.environ), os.getcwd(), np.geterr()
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+        os.chdir(folder)
+        np.seterr(**errors)
 
 
 def _compute_jobs(jobs: list[dict[str, Any]]) -> None:
@@ -258,9 +337,15 @@ def _compute_jobs(jobs: list[dict[str, Any]]) -> None:
             result: dict[str, Any] = {"values": compute(page, where=job["page"])}
         except Exception:
             result = {"error": traceback.format_exc()}
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_text(json.dumps(result), encoding="utf-8")
-        os.replace(partial, target)
+        _write_atomically(target, json.dumps(result))
+
+
+def _write_atomically(target: Path, text: str) -> None:
+    """Write `target` so that a reader never sees half of it, whoever else writes it too."""
+    descriptor, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+    os.replace(partial, target)
 
 
 # --- the hook (runs inside mkdocs) ---------------------------------------------------------------
@@ -268,14 +353,24 @@ def _compute_jobs(jobs: list[dict[str, Any]]) -> None:
 _state: dict[str, Any] = {"pages": {}, "children": []}
 
 
-def code_key(engine: str | None = None) -> bytes:
-    """What every page's numbers depend on: vangrad's source, this file and the engine.
+# What else decides the last bits of a result: numpy's and OpenBLAS's kernels.
+_NUMERICAL_SETTINGS = ("NPY_DISABLE_CPU_FEATURES", "OPENBLAS_CORETYPE")
 
-    The engine is by default the one this process would use, from `VANGRAD_ENGINE`.
+
+def code_key(engine: str | None = None) -> bytes:
+    """What every page's numbers depend on, but for the page itself.
+
+    vangrad's source, this file, the engine (by default the one this process would use, from
+    `VANGRAD_ENGINE`), the pinned dependencies (a reinstalled numpy computes afresh), the
+    Python, the machine and the settings that choose numpy's and BLAS's kernels.
     """
     digest = hashlib.sha256()
     digest.update((os.environ.get("VANGRAD_ENGINE", "") if engine is None else engine).encode())
-    for path in sorted([*(ROOT / "vangrad").rglob("*.py"), Path(__file__)]):
+    digest.update(f"{sys.version}|{platform.machine()}".encode())
+    digest.update(json.dumps([os.environ.get(name) for name in _NUMERICAL_SETTINGS]).encode())
+    for path in sorted(
+        [*(ROOT / "vangrad").rglob("*.py"), Path(__file__), ROOT / "constraints.txt"]
+    ):
         digest.update(path.relative_to(ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.digest()
@@ -296,6 +391,13 @@ def _stop() -> None:
         child.wait()
     _state["children"] = []
     _state["pages"] = {}
+    _forget_scratch()
+
+
+def _forget_scratch() -> None:
+    scratch = _state.pop("scratch", None)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _start(docs_dir: Path) -> None:
@@ -304,7 +406,7 @@ def _start(docs_dir: Path) -> None:
     code = code_key()
     CACHE.mkdir(parents=True, exist_ok=True)
     jobs: list[dict[str, Any]] = []
-    for path in sorted(docs_dir.rglob("*.md")):
+    for path in sorted(docs_dir.rglob("*.md")):  # every page's source; the others wait
         uri = path.relative_to(docs_dir).as_posix()
         markdown = path.read_text(encoding="utf-8")
         page = read_page(markdown, where=uri)
@@ -312,6 +414,8 @@ def _start(docs_dir: Path) -> None:
             continue
         output = CACHE / f"{page_key(code, page)}.json"
         _state["pages"][uri] = output
+        if output.exists() and "values" not in _read_result(output):
+            output.unlink()  # an error is not a result: run the page again
         if not output.exists():
             jobs.append({"page": uri, "markdown": markdown, "output": str(output)})
     if not jobs:
@@ -339,15 +443,22 @@ def _values(uri: str) -> list[str]:
     output: Path = _state["pages"][uri]
     while not output.exists():
         if all(child.poll() is not None for child in _state["children"]) and not output.exists():
-            scratch = _state.get("scratch")
-            errors = "".join(p.read_text(errors="replace") for p in scratch.glob("*"))
+            scratch = _state["scratch"]
+            errors = "".join(p.read_text(errors="replace") for p in scratch.glob("stderr-*"))
             raise _plugin_error(f"{uri}: computing its numbers failed:\n{errors}")
         time.sleep(0.02)
-    result = json.loads(output.read_text(encoding="utf-8"))
+    result = _read_result(output)
     if "error" in result:
         output.unlink()  # not a result: the next build tries again
         raise _plugin_error(f"{uri}: computing its numbers failed:\n{result['error']}")
     return result["values"]
+
+
+def _read_result(output: Path) -> dict[str, Any]:
+    try:
+        return json.loads(output.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable: no result
+        return {}
 
 
 def _plugin_error(message: str) -> Exception:
@@ -385,6 +496,8 @@ def _compute_now(uri: str, markdown: str, output: Path) -> None:
 def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     """Put each `{{ }}` number of the page in its place, marked with where it came from."""
     uri = page.file.src_uri
+    if not uri.endswith(".md"):  # a notebook's page: its source is Python
+        return markdown
     try:
         read = read_page(markdown, where=uri)
     except ValueError as error:
@@ -404,6 +517,7 @@ def on_post_build(**_: Any) -> None:
     for child in _state["children"]:
         child.wait()
     _state["children"] = []
+    _forget_scratch()
 
 
 def on_build_error(**_: Any) -> None:

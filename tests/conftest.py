@@ -124,9 +124,10 @@ def numerical_environments() -> list[dict[str, object]]:
 @pytest.fixture(scope="session", autouse=True)
 def _portability_start(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[subprocess.Popen[bytes], Path, list[dict[str, object]]] | None]:
+) -> Iterator[tuple[list[subprocess.Popen[bytes]], Path, list[dict[str, object]]] | None]:
     """Start producing the checked outputs in other environments (test_portability.py), if
-    this run has that test: in the background, from the first test on, as the site build."""
+    this run has that test: in the background, from the first test on, as the site build; one
+    process per environment, so that the last of them do not wait for each other."""
     if not any("portability_runs" in getattr(i, "fixturenames", ()) for i in request.session.items):
         yield None
         return
@@ -134,27 +135,32 @@ def _portability_start(
     plans = numerical_environments()
     request.config.stash[_EXERCISED] = [str(plan["label"]) for plan in plans]
     env = {k: v for k, v in os.environ.items() if k != "VANGRAD_ENGINE"}
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "portability_run.py"), str(out), json.dumps(plans)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    script = str(ROOT / "tests" / "portability_run.py")
+    processes = [
+        subprocess.Popen(
+            [sys.executable, script, str(out / str(index)), json.dumps(plan)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for index, plan in enumerate(plans)
+    ]
     try:
-        yield process, out, plans
+        yield processes, out, plans
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 @pytest.fixture(scope="session")
 def portability_runs(
-    _portability_start: tuple[subprocess.Popen[bytes], Path, list[dict[str, object]]],
-) -> tuple[subprocess.Popen[bytes], Path, list[dict[str, object]]]:
-    """The background runs of test_portability.py: (process, output folder, environments)."""
+    _portability_start: tuple[list[subprocess.Popen[bytes]], Path, list[dict[str, object]]],
+) -> tuple[list[subprocess.Popen[bytes]], Path, list[dict[str, object]]]:
+    """The background runs of test_portability.py: (processes, output folder, environments)."""
     return _portability_start
 
 

@@ -133,3 +133,41 @@ def test_only_the_snippets_a_reference_needs_are_run() -> None:
     markdown = "```py\nraise SystemExit('never run')\n```\n\n```py\nx = 4\n```\n\n{{ x }}\n"
     page = computed.read_page(markdown, where="p.md")
     assert computed.compute(page, where="p.md") == ["4"]
+
+
+def test_braces_in_math_are_tex_and_a_reference_split_over_two_lines_fails() -> None:
+    markdown = "```py\nx = 1\n```\n\n$$\na_{{b}}\n$$\n\nand $c_{{d}}$ and {{ x }}.\n"
+    assert [r.content for r in computed.read_page(markdown, where="p.md").references] == ["x"]
+    split = "```py\nx = 1\n```\n\nIt is {{ x *\n3 }}.\n"
+    with pytest.raises(ValueError, match=r"p\.md:5: an unclosed '\{\{'"):
+        computed.read_page(split, where="p.md")
+
+
+def test_values_are_text_and_expressions_may_hold_both_quotes_and_colons() -> None:
+    markdown = (
+        "```py\nd = {'a': 0.5}\ntag = '<b>'\nxs = [1, 2, 3]\n```\n\n"
+        """{{ d['a'] + len("ab"):.2f }}, {{ xs[1:]}}, {{ tag }}.\n"""
+    )
+    page = computed.read_page(markdown, where="p.md")
+    values = computed.compute(page, where="p.md")
+    assert values == ["2.50", "[2, 3]", "<b>"]
+    assert ">&lt;b&gt;</span>" in computed.render(markdown, "p.md", page, values)
+
+
+def test_an_image_with_attributes_of_its_own_keeps_them() -> None:
+    markdown = "```py\nx = 2\n```\n\n![Two: {{ x }}.](f.svg){ width=300 }\n"
+    page = computed.read_page(markdown, where="p.md")
+    out = computed.render(markdown, "p.md", page, computed.compute(page, where="p.md"))
+    assert out.endswith(
+        '![Two: 2.](f.svg){ width=300  data-computed="code block 1 on this page: x" '
+        'data-computed-values="2" }\n'
+    )
+
+
+def test_a_snippet_cannot_change_the_process_for_the_next_page() -> None:
+    import os
+
+    markdown = "```py\nimport os\nos.environ['VANGRAD_ENGINE'] = 'fast'\nx = 1\n```\n\n{{ x }}\n"
+    before = os.environ.get("VANGRAD_ENGINE")
+    computed.compute(computed.read_page(markdown, where="p.md"), where="p.md")
+    assert os.environ.get("VANGRAD_ENGINE") == before

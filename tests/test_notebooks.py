@@ -157,7 +157,25 @@ def test_notebook_page_has_fresh_outputs_and_downloads(built_site: Path, name: s
 
 
 def test_training_notebook_prints_what_its_prose_says(built_site: Path) -> None:
-    printed = _printed(_page(built_site, "training"))
+    _check_training_printout(_printed(_page(built_site, "training")))
+
+
+def test_training_notebook_says_it_under_other_kernels_and_thread_counts(
+    portability_runs: tuple[list[subprocess.Popen[bytes]], Path, list[dict[str, object]]],
+) -> None:
+    """The same checks, on the notebook run as a script in each environment of
+    tests/test_portability.py (other SIMD kernels, BLAS kernels and thread counts)."""
+    processes, out, plans = portability_runs
+    assert [process.wait() for process in processes] == [0] * len(plans)
+    for index, plan in enumerate(plans):
+        folder = out / str(index)
+        assert (folder / "training.rc").is_file(), f"{plan['label']}: the notebook did not run"
+        printed = (folder / "training.txt").read_text(encoding="utf-8")
+        assert (folder / "training.rc").read_text() == "0", f"{plan['label']}:\n{printed}"
+        _check_training_printout(printed)
+
+
+def _check_training_printout(printed: str) -> None:
     rows = re.findall(
         r"^\((\w)\) .*? loss ([\d.]+) +accuracy (\d+)% +update ratio: layer 1 ([\d.e+-]+), "
         r"layer \d+ ([\d.e+-]+)$",

@@ -297,11 +297,13 @@ def fixed_point(
             if np.all(high - low <= 1e-15 * np.maximum(high, 1e-300)):
                 break
         # Without biases, an activation with phi(0) = 0 keeps q = 0 fixed, and that fixed point
-        # is stable while the map's slope there, sigma_w^2 phi'(0)^2, is at most 1: q* = 0
-        # exactly. Bisection only approaches it, to where rounding decides the sign, which
-        # left tanh's chi_1 at sigma_w^2 = 1 at 1 or at 1 - 1e-16 depending on the machine.
+        # is stable while the map's slope there, sigma_w^2 phi'(0)^2, is at most 1. Where the
+        # bisection has also closed in on it, q* = 0 exactly: bisection only approaches 0, to
+        # where rounding decides the sign (about 1e-16), which left tanh's chi_1 at
+        # sigma_w^2 = 1 at 1 or at 1 - 1e-16 depending on the machine. (An activation with
+        # another stable fixed point away from 0 keeps the one bisection found.)
         zero = np.zeros(1)
-        at_origin = (b == 0) & (float(act.function(zero)[0]) == 0.0)
+        at_origin = (b == 0) & (float(act.function(zero)[0]) == 0.0) & (high <= 1e-8)
         at_origin &= w * float(act.derivative(zero)[0]) ** 2 <= 1
         return np.where(at_origin, 0.0, 0.5 * (low + high))
     raise ValueError(
