@@ -344,9 +344,9 @@ def _isolate_kernel(target: Path) -> Path:
     port taken in between (by another notebook's kernel starting beside it) kills the kernel
     before it replies (jupyter/jupyter_client#154; seen in CI). IPC sockets are files named
     after this conversion, which nothing else can take. nbconvert reads the setting from its
-    configuration folder, which is also what keeps a contributor's own ~/.jupyter out of the
-    build. The kernel writes to this process's stderr, so it gets a file of its own, read back
-    if the conversion fails.
+    configuration folder (JUPYTER_CONFIG_DIR, which stands in for a contributor's ~/.jupyter;
+    JUPYTER_CONFIG_PATH and the system's folders still apply). The kernel writes to this
+    process's stderr, so it gets a file of its own, read back if the conversion fails.
     """
     settings = target.with_suffix(".jupyter")
     settings.mkdir()
