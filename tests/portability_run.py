@@ -25,7 +25,7 @@ def run(folder: Path, environment: dict[str, object]) -> None:
     """Run the snippets and the checked notebooks in one environment; results into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **environment["env"], "MPLBACKEND": "Agg"}  # type: ignore[dict-item]
-    env["VANGRAD_TEST_ENGINES"] = str(environment["engine"])  # the engine fixture's one
+    env["VANGRAD_SNIPPET_ENGINES"] = str(environment["engine"])  # conftest's snippet_engine
     # Each snippet also writes the prose's numbers it computes (tests/test_docs.py).
     (folder / "values").mkdir()
     env["VANGRAD_PAGE_VALUES"] = str(folder / "values")

@@ -103,8 +103,8 @@ def test_snippet_is_formatted_and_linted(example: CodeExample, eval_example: Eva
     )
 
 
-# Every result holds on both engines (VANGRAD_ENGINE=reference and fast).
-@pytest.mark.usefixtures("engine")
+# On the fast engine here, and on the reference too in tests/test_portability.py's runs.
+@pytest.mark.usefixtures("snippet_engine")
 @pytest.mark.parametrize("example", _examples(), ids=_example_id)
 def test_snippet(example: CodeExample, eval_example: EvalExample) -> None:
     """The snippet runs and prints its `#>` lines; with --update-examples, rewrites them."""

@@ -14,8 +14,8 @@ runs) the training notebook's printed numbers against its prose. The main test r
 CPU's kernels and one BLAS thread (conftest.py); the other environments switch off numpy's
 AVX-512 groups, then its AVX2 group as well (those the CPU has: the summary says which), give
 OpenBLAS the kernels of older CPUs (Haswell, then Sandy Bridge) and 2, then 1, threads. Each
-runs on one engine, the fast one (the package's default) and then the reference (the site's),
-which other tests hold equal to each other.
+runs the snippets on one engine, the reference (the site's) and then the fast one (the
+package's default, which the main run uses); other tests hold the two equal to each other.
 """
 
 from __future__ import annotations
