@@ -26,6 +26,7 @@ A notebook that raises fails the build all the same, with its traceback.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import html
 import json
 import logging
@@ -136,8 +137,20 @@ def prune_css(css: str, classes: set[str]) -> str:
     return "".join(kept)
 
 
+_pruned: dict[str, str] = {}  # by the page's hash: under `mkdocs serve`, rebuilds repeat it
+
+
 def prune_notebook_styles(content: str) -> str:
     """Keep, in each `<style>` of a page, only the rules that can match its markup."""
+    key = hashlib.sha256(content.encode()).hexdigest()
+    if key not in _pruned:
+        if len(_pruned) > 16:  # pages of notebooks since edited
+            _pruned.clear()
+        _pruned[key] = _prune_notebook_styles(content)
+    return _pruned[key]
+
+
+def _prune_notebook_styles(content: str) -> str:
     markup = _STYLE.sub("", content)
     classes = {name for value in _CLASS_ATTRIBUTE.findall(markup) for name in value.split()}
     return _STYLE.sub(
@@ -151,10 +164,13 @@ def _is_notebook(src_uri: str) -> bool:
 
 
 class _Conversion:
-    """One notebook being converted to HTML by mkdocs-jupyter, in the background."""
+    """One notebook being converted to HTML by mkdocs-jupyter, in the background.
 
-    def __init__(self, options: dict[str, Any], output: Path) -> None:
-        self.options, self.output = options, output
+    `keep`, under `mkdocs serve`, is where the finished page is kept for the next rebuild.
+    """
+
+    def __init__(self, options: dict[str, Any], output: Path, keep: Path | None = None) -> None:
+        self.options, self.output, self.keep = options, output, keep
         self.error = output.with_suffix(".error")
 
     def html(self, where: str) -> str:
@@ -169,7 +185,44 @@ class _Conversion:
         if self.error.exists():
             message = self.error.read_text(encoding="utf-8", errors="replace")
             raise PluginError(f"{where}: the notebook failed to run:\n{message}")
-        return self.output.read_text(encoding="utf-8")
+        content = self.output.read_text(encoding="utf-8")
+        if self.keep is not None and not self.keep.exists():
+            self.keep.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, partial = tempfile.mkstemp(dir=self.keep.parent, prefix=".partial-")
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                file.write(content)
+            os.replace(partial, self.keep)
+        return content
+
+
+# Under `mkdocs serve` only: a notebook's finished page, kept by everything it depends on, so
+# that a prose edit elsewhere does not run every notebook again. `mkdocs build` (and so CI and
+# the deploy) never reads it: a published page always comes from a fresh run.
+CACHE = Path(__file__).resolve().parent.parent / ".cache" / "notebooks"
+_serving: list[bool] = [False]
+
+
+def on_startup(*, command: str, dirty: bool) -> None:
+    """Remember whether this is `mkdocs serve`, the one command that reuses notebook pages."""
+    _serving[0] = command == "serve"
+
+
+def _kept_page(notebook: str, options: dict[str, Any]) -> Path:
+    """Where the page of `notebook`, converted with `options`, is kept.
+
+    The key is everything the page depends on: the notebook, the options, vangrad's source,
+    this hook, the pinned dependencies, the Python and the engine.
+    """
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256(Path(notebook).read_bytes())
+    digest.update(json.dumps(options, sort_keys=True, default=str).encode())
+    digest.update(f"{sys.version}|{os.environ.get('VANGRAD_ENGINE', '')}".encode())
+    for path in sorted(
+        [*(root / "vangrad").rglob("*.py"), Path(__file__), root / "constraints.txt"]
+    ):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return CACHE / f"{digest.hexdigest()[:20]}.html"
 
 
 _conversions: dict[str, _Conversion] = {}
@@ -217,8 +270,13 @@ def _start_conversions(files: Files, config: Any) -> None:
         if options is None:
             continue
         output = scratch / f"{index}.html"
+        keep = _kept_page(file.abs_src_path, options) if _serving[0] else None
+        if keep is not None and keep.exists():
+            _conversions[file.abs_src_path] = _Conversion(options, keep)
+            log.info("Notebook unchanged since it last ran: %s", file.src_uri)
+            continue
         jobs.append([file.abs_src_path, options, str(output)])
-        _conversions[file.abs_src_path] = _Conversion(options, output)
+        _conversions[file.abs_src_path] = _Conversion(options, output, keep)
         log.info("Converting notebook in the background: %s", file.src_uri)
     if not jobs:
         return

@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from html import unescape
 from pathlib import Path
 from types import SimpleNamespace
@@ -56,8 +57,13 @@ def _build_env() -> dict[str, str]:
     return env
 
 
-def _build_one_notebook(tmp_path: Path, name: str, source: str) -> subprocess.CompletedProcess:
-    """Build a site of one notebook through the project's notebooks hook; the output is in s/."""
+def _build_one_notebook(
+    tmp_path: Path, name: str, source: str, *, build: bool = True
+) -> subprocess.CompletedProcess | None:
+    """Build a site of one notebook through the project's notebooks hook; the output is in s/.
+
+    With `build=False`, only write the site's sources.
+    """
     docs = tmp_path / "docs"
     (docs / "notebooks").mkdir(parents=True)
     (docs / "index.md").write_text("# Home\n", encoding="utf-8")
@@ -72,6 +78,8 @@ def _build_one_notebook(tmp_path: Path, name: str, source: str) -> subprocess.Co
         "nav": [{"Home": "index.md"}, {name: f"notebooks/{name}.py"}],
     }
     (tmp_path / "mkdocs.yml").write_text(json.dumps(config), encoding="utf-8")
+    if not build:
+        return None
     return subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "s")],
         cwd=tmp_path,
@@ -102,6 +110,54 @@ def test_a_line_printed_in_two_flushes_reaches_the_page_as_one_block(tmp_path: P
     page = (tmp_path / "s" / "notebooks" / "flushes" / "index.html").read_text(encoding="utf-8")
     assert page.count('class="jp-RenderedText jp-OutputArea-output"') == 1
     assert _printed(page).strip() == "first half second half"
+
+
+# Builds the one-notebook site of `_build_one_notebook` through mkdocs' own build function,
+# as `mkdocs serve` (or `build`) would, and prints the hook's log lines.
+_BUILD_AS = """
+import logging, sys
+from mkdocs.commands.build import build
+from mkdocs.config import load_config
+
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+config = load_config("mkdocs.yml", site_dir="s")
+config.plugins.on_startup(command=sys.argv[1], dirty=False)
+build(config)
+"""
+
+
+def test_under_serve_an_unchanged_notebook_is_not_run_again_and_a_build_always_runs_it(
+    tmp_path: Path,
+) -> None:
+    marker = f"run {uuid.uuid4()}"  # a notebook of its own: no earlier run's kept page
+    _build_one_notebook(tmp_path, "kept", f"# %%\nprint({marker!r})\n", build=False)
+
+    def build_as(command: str) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", _BUILD_AS, command],
+            cwd=tmp_path,
+            env=_build_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        page = (tmp_path / "s" / "notebooks" / "kept" / "index.html").read_text("utf-8")
+        assert marker in _printed(page)
+        return run.stdout
+
+    assert "Converting notebook in the background: notebooks/kept.py" in build_as("serve")
+    assert "Notebook unchanged since it last ran: notebooks/kept.py" in build_as("serve")
+    assert "Converting notebook in the background: notebooks/kept.py" in build_as("build")
+    # An edit to the notebook is a new key (so is one to vangrad, the hook or the pins).
+    spec = importlib.util.spec_from_file_location("notebooks_hook", ROOT / "hooks" / "notebooks.py")
+    assert spec is not None
+    assert spec.loader is not None
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    notebook = tmp_path / "docs" / "notebooks" / "kept.py"
+    before = hook._kept_page(str(notebook), {"execute": True})
+    notebook.write_text(f"# %%\nprint({marker!r}, 2)\n", encoding="utf-8")
+    assert hook._kept_page(str(notebook), {"execute": True}) != before
 
 
 _CODE_CELL = re.compile(r'(?=<div class="jp-Cell jp-CodeCell)')
