@@ -2,26 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-HOOKS = Path(__file__).resolve().parent.parent / "hooks"
-
-
-def _load_hook():
-    spec = importlib.util.spec_from_file_location("hooks_computed", HOOKS / "computed.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-computed = _load_hook()
+from hooks import computed
 
 PAGE = """# A page
 

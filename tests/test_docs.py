@@ -12,18 +12,18 @@ and review the diff. A snippet opts out of running only with an explicit, reason
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_examples import CodeExample, EvalExample, find_examples
 from ruff.__main__ import find_ruff_bin
+
+from hooks import computed
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE_LENGTH = 100
@@ -128,23 +128,12 @@ def test_snippet(example: CodeExample, eval_example: EvalExample) -> None:
         pytest.skip(test_skip)
 
 
-def _computed_hook():
-    spec = importlib.util.spec_from_file_location("hooks_computed", ROOT / "hooks" / "computed.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def _record_page_values(example: CodeExample, namespace: dict[str, Any]) -> None:
     """With `VANGRAD_PAGE_VALUES=DIR`, also write the prose's `{{ }}` numbers that this snippet
     computes (hooks/computed.py), for tests/test_portability.py to compare with the build's."""
     folder = os.environ.get("VANGRAD_PAGE_VALUES")
     if not folder or example.path.suffix != ".md":
         return
-    computed = _computed_hook()
     uri = example.path.relative_to(ROOT / "docs").as_posix()
     page = computed.read_page(example.path.read_text(encoding="utf-8"), where=uri)
     index = next((i for i, s in enumerate(page.snippets) if s.line == example.start_line), None)
@@ -180,7 +169,6 @@ def test_snippets_were_found() -> None:
 def test_the_prose_numbers_come_from_snippets_these_tests_run() -> None:
     """hooks/computed.py finds a page's snippets with a parser of its own: every snippet it runs
     for the prose's numbers must be one that `test_snippet` runs and checks."""
-    computed = _computed_hook()
     tested = {(ex.path, ex.start_line) for ex in _examples() if _skip_reason(ex, "test") is None}
     for path in sorted((ROOT / "docs").rglob("*.md")):
         page = computed.read_page(path.read_text(encoding="utf-8"), where=path.name)

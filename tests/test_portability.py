@@ -20,14 +20,14 @@ package's default, which the main run uses); other tests hold the two equal to e
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from hooks import computed
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "computed"
@@ -35,19 +35,8 @@ CACHE = ROOT / ".cache" / "computed"
 pytestmark = pytest.mark.slow
 
 
-def _computed_hook():
-    spec = importlib.util.spec_from_file_location("hooks_computed", ROOT / "hooks" / "computed.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def _built_values() -> dict[str, list[str]]:
     """Every page's `{{ }}` numbers as the site build computed them (the hook's cache)."""
-    computed = _computed_hook()
     # The engine the build ran on: the caller's, or the site's own (hooks/engine.py).
     key = computed.code_key(os.environ.get("VANGRAD_ENGINE") or "reference")
     found = {}
