@@ -4,8 +4,9 @@ A sentence that states a result writes the expression that gives it, between dou
 
     The first weight moves by {{ lr * abs(grads[0]):.2g }}.
 
-The expression is Python, evaluated with an f-string's format spec after the last snippet
-(```` ```py ```` block) above it on the page has run, in that snippet's namespace. A leading
+The expression is Python, evaluated after the last snippet (```` ```py ```` block) above it on
+the page has run, in that snippet's namespace, and formatted by the spec after its last colon
+as an f-string would format it. It stays on one line, and math and code are left alone. A leading
 `10^` writes a power of ten, `{{ 10^grad:.1f }}` for 10<sup>-8.5</sup>. The number reaches the
 page as `<span class="vg-computed" data-computed="...">`, the attribute naming the snippet and
 the expression, which a reader sees on hovering or focusing it. In a figure's alt text the
@@ -15,8 +16,9 @@ The snippets are the ones the tests run and check line by line (tests/test_docs.
 number in the prose comes from the code beside it and goes stale with nothing. They run in
 fresh Python processes, two at a time while the rest of the site builds, and each page's
 results are cached under `.cache/computed/KEY.json`, where KEY hashes the page's snippets and
-expressions, `vangrad`'s source, this file and the engine: a prose edit elsewhere costs
-nothing, and any change to the code runs the page again.
+expressions, `vangrad`'s source, this file, the engine, the pinned dependencies, the Python,
+the machine and the settings that choose numpy's and BLAS's kernels (`code_key`): a prose edit
+elsewhere costs nothing, and any change to the code runs the page again.
 """
 
 from __future__ import annotations
