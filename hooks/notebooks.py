@@ -192,6 +192,10 @@ class _Conversion:
             with os.fdopen(descriptor, "w", encoding="utf-8") as file:
                 file.write(content)
             os.replace(partial, self.keep)
+            # The notebook's older pages can never be asked for again: only one is kept.
+            for older in self.keep.parent.glob(f"{self.keep.name.rsplit('-', 1)[0]}-*.html"):
+                if older != self.keep:
+                    older.unlink(missing_ok=True)
         return content
 
 
@@ -222,7 +226,7 @@ def _kept_page(notebook: str, options: dict[str, Any]) -> Path:
     ):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
-    return CACHE / f"{digest.hexdigest()[:20]}.html"
+    return CACHE / f"{Path(notebook).stem}-{digest.hexdigest()[:20]}.html"
 
 
 _conversions: dict[str, _Conversion] = {}
