@@ -29,7 +29,6 @@ import html
 import io
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -41,6 +40,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+try:  # as mkdocs loads a hook, and as `python hooks/NAME.py` runs one: from this folder
+    from _build_inputs import code_digest
+except ImportError:  # as the tests import it, from the checkout's root
+    from hooks._build_inputs import code_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "computed"
@@ -355,27 +359,9 @@ def _write_atomically(target: Path, text: str) -> None:
 _state: dict[str, Any] = {"pages": {}, "children": []}
 
 
-# What else decides the last bits of a result: numpy's and OpenBLAS's kernels.
-_NUMERICAL_SETTINGS = ("NPY_DISABLE_CPU_FEATURES", "OPENBLAS_CORETYPE")
-
-
 def code_key(engine: str | None = None) -> bytes:
-    """What every page's numbers depend on, but for the page itself.
-
-    vangrad's source, this file, the engine (by default the one this process would use, from
-    `VANGRAD_ENGINE`), the pinned dependencies (a reinstalled numpy computes afresh), the
-    Python, the machine and the settings that choose numpy's and BLAS's kernels.
-    """
-    digest = hashlib.sha256()
-    digest.update((os.environ.get("VANGRAD_ENGINE", "") if engine is None else engine).encode())
-    digest.update(f"{sys.version}|{platform.machine()}".encode())
-    digest.update(json.dumps([os.environ.get(name) for name in _NUMERICAL_SETTINGS]).encode())
-    for path in sorted(
-        [*(ROOT / "vangrad").rglob("*.py"), Path(__file__), ROOT / "constraints.txt"]
-    ):
-        digest.update(path.relative_to(ROOT).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.digest()
+    """What every page's numbers depend on, but for the page itself (hooks/_build_inputs.py)."""
+    return code_digest(Path(__file__), engine=engine).digest()
 
 
 def page_key(code_key: bytes, page: Page) -> str:

@@ -5,18 +5,18 @@ marker line, `<!-- table: NAME -->`. Both are made by calling `vangrad`, never p
 change to the package shows on the site at the next build.
 
 They are drawn in fresh Python processes (this file run as a script) and cached under
-`.cache/figures/KEY/`, where KEY hashes `vangrad`'s source, this file and the engine chosen
-(`VANGRAD_ENGINE`). A fresh process matters under `mkdocs serve`: the server keeps its first
-import of `vangrad`, so drawing in-process after an edit would store old pictures under the new
-key. Unchanged code costs nothing; any change
-redraws everything. Drawing takes seconds, so it starts with the build, in two processes, and
-mkdocs waits only where it needs a result: a table for a page, every figure before copying them.
+`.cache/figures/KEY/`, where KEY hashes `vangrad`'s source, this file, the engine chosen
+(`VANGRAD_ENGINE`) and the pinned dependencies (hooks/_build_inputs.py). A fresh process
+matters under `mkdocs serve`: the server keeps its first import of `vangrad`, so drawing
+in-process after an edit would store old pictures under the new key. Unchanged code costs
+nothing; any change redraws everything. Drawing takes seconds, so it starts with the build, in
+two processes, and mkdocs waits only where it needs a result: a table for a page, every figure
+before copying them.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import html
 import io
 import json
@@ -38,6 +38,11 @@ matplotlib.use("Agg")  # no display during a build
 import matplotlib.pyplot as plt
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
+
+try:  # as mkdocs loads a hook, and as `python hooks/NAME.py` runs one: from this folder
+    from _build_inputs import code_digest
+except ImportError:  # as the tests import it, from the checkout's root
+    from hooks._build_inputs import code_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "figures"
@@ -503,13 +508,9 @@ DRAWING_PROCESSES = 2
 
 
 def _source_key() -> str:
-    digest = hashlib.sha256()
-    # The engine that draws (hooks/engine.py) is part of what a drawing depends on.
-    digest.update(os.environ.get("VANGRAD_ENGINE", "").encode())
-    for path in sorted([*(ROOT / "vangrad").rglob("*.py"), Path(__file__)]):
-        digest.update(path.relative_to(ROOT).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    # The engine that draws (hooks/engine.py) is part of what a drawing depends on, as are
+    # vangrad, the pinned matplotlib and this file (hooks/_build_inputs.py).
+    return code_digest(Path(__file__)).hexdigest()[:16]
 
 
 def _start_drawing() -> None:

@@ -49,6 +49,11 @@ from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 from nbclient import NotebookClient
 
+try:  # as mkdocs loads a hook, and as `python hooks/NAME.py` runs one: from this folder
+    from _build_inputs import code_digest
+except ImportError:  # as the tests import it, from the checkout's root
+    from hooks._build_inputs import code_digest
+
 log = logging.getLogger("mkdocs.hooks.notebooks")
 
 # Merge each cell's stdout into one block after execution. A line that the kernel flushed in
@@ -214,18 +219,12 @@ def on_startup(*, command: str, dirty: bool) -> None:
 def _kept_page(notebook: str, options: dict[str, Any]) -> Path:
     """Where the page of `notebook`, converted with `options`, is kept.
 
-    The key is everything the page depends on: the notebook, the options, vangrad's source,
-    this hook, the pinned dependencies, the Python and the engine.
+    The key is everything the page depends on: the notebook, the options and the build's
+    inputs (vangrad's source, this hook, the pinned dependencies, the Python, the engine).
     """
-    root = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256(Path(notebook).read_bytes())
+    digest = code_digest(Path(__file__))  # vangrad, the pins, this hook... (_build_inputs.py)
+    digest.update(Path(notebook).read_bytes())
     digest.update(json.dumps(options, sort_keys=True, default=str).encode())
-    digest.update(f"{sys.version}|{os.environ.get('VANGRAD_ENGINE', '')}".encode())
-    for path in sorted(
-        [*(root / "vangrad").rglob("*.py"), Path(__file__), root / "constraints.txt"]
-    ):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
     return CACHE / f"{Path(notebook).stem}-{digest.hexdigest()[:20]}.html"
 
 
