@@ -43,7 +43,7 @@ def _is_include(example: CodeExample) -> bool:
 
 
 def _examples() -> list[CodeExample]:
-    found = find_examples(ROOT / "docs", ROOT / "vangrad")
+    found = find_examples(ROOT / "README.md", ROOT / "docs", ROOT / "vangrad")
     kept = [ex for ex in found if not _is_include(ex)]
     return sorted(kept, key=lambda ex: (str(ex.path), ex.start_line))
 
