@@ -51,8 +51,10 @@ from nbclient import NotebookClient
 
 try:  # as mkdocs loads a hook, and as `python hooks/NAME.py` runs one: from this folder
     from _build_inputs import code_digest
+    from install import install_html
 except ImportError:  # as the tests import it, from the checkout's root
     from hooks._build_inputs import code_digest
+    from hooks.install import install_html
 
 log = logging.getLogger("mkdocs.hooks.notebooks")
 
@@ -72,6 +74,11 @@ _ALT_COMMENT = re.compile(
     r'(?P<more>(?:(?:</span>)?[ \t]*\n[ \t]*(?:<span class="c1">)?#[ \t]{2,}[^<\n]+)*)'
 )
 _CONTINUATION = re.compile(r"#[ \t]{2,}(?P<text>[^<\n]+)")
+# The same comment as whole highlighted lines, which the page does not show: it is the build's
+# note for the image, and the reader finds it in the image's alt text.
+_ALT_LINES = re.compile(
+    r'<span class="c1">#\s*alt:[^<\n]*</span>\n(?:[ \t]*<span class="c1">#[ \t]{2,}[^<\n]*</span>\n)*'
+)
 _STYLE = re.compile(r"(<style[^>]*>)(.*?)(</style>)", re.DOTALL)
 _CLASS = re.compile(r"\.(-?[_a-zA-Z][\w-]*)")
 _CLASS_ATTRIBUTE = re.compile(r'class="([^"]*)"')
@@ -95,7 +102,7 @@ def describe_notebook_figures(content: str, *, where: str) -> str:
             )
         lines = [found.group("text"), *_CONTINUATION.findall(found.group("more"))]
         text = " ".join(html.unescape(line).strip() for line in lines)
-        cells[index] = cell.replace(PLACEHOLDER, f'alt="{html.escape(text)}"')
+        cells[index] = _ALT_LINES.sub("", cell.replace(PLACEHOLDER, f'alt="{html.escape(text)}"'))
     return "".join(cells)
 
 
@@ -382,7 +389,7 @@ def _download_buttons(src_uri: str) -> str:
         f'<a class="md-button md-button--primary" href="{name}.ipynb" download>'
         "Download the notebook (.ipynb)</a> "
         f'<a class="md-button" href="{name}.py" download>Download as a Python script (.py)</a>'
-        "</p>"
+        "</p>" + install_html(notebook=True)
     )
 
 

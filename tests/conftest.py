@@ -66,6 +66,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: "built_site" in getattr(item, "fixturenames", ()))
 
 
+def _wanted(request: pytest.FixtureRequest, fixture: str) -> bool:
+    """Whether any test of this run uses `fixture`."""
+    return any(fixture in getattr(item, "fixturenames", ()) for item in request.session.items)
+
+
+def _background(command: list[str], log: Path | None, env: dict[str, str]) -> subprocess.Popen:
+    """Start `command` from the checkout in a process group of its own, output into `log`."""
+    with open(log or os.devnull, "wb") as output:
+        # Its own process group: an interrupted run stops what the command starts, too (the
+        # build's drawing and notebook processes, say).
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _site_build(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -75,31 +102,46 @@ def _site_build(
     The build takes tens of seconds and uses both cores only part of the time; the unit tests
     run meanwhile, and `built_site` waits for it.
     """
-    if not any("built_site" in getattr(item, "fixturenames", ()) for item in request.session.items):
+    if not _wanted(request, "built_site"):
         yield None
         return
     out = tmp_path_factory.mktemp("site")
     # The notebooks' kernels must draw inline figures, not into the Agg backend set above.
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env["NO_MKDOCS_2_WARNING"] = "1"
-    log = out.parent / "mkdocs-build.log"
-    with log.open("wb") as output:
-        build = subprocess.Popen(
-            [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            # Its own process group: an interrupted run stops the drawing and notebook
-            # processes the build starts, too.
-            start_new_session=True,
-        )
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)]
+    build = _background(command, out.parent / "mkdocs-build.log", env)
     try:
         yield build, out
     finally:
-        if build.poll() is None:
-            os.killpg(build.pid, signal.SIGKILL)
-            build.wait()
+        _stop([build])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reader_env_start(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[subprocess.Popen[bytes], Path] | None]:
+    """Start setting up a reader's environment (tests/reader_env.py), if this run needs it."""
+    if not _wanted(request, "reader_env"):
+        yield None
+        return
+    out = tmp_path_factory.mktemp("reader")
+    command = [sys.executable, str(ROOT / "tests" / "reader_env.py"), str(out)]
+    setup = _background(command, None, dict(os.environ))
+    try:
+        yield setup, out
+    finally:
+        _stop([setup])
+
+
+@pytest.fixture(scope="session")
+def reader_env(_reader_env_start: tuple[subprocess.Popen[bytes], Path]) -> Path:
+    """A folder with a fresh virtual environment (`venv/`) holding the built wheel."""
+    setup, out = _reader_env_start
+    setup.wait(timeout=900)
+    log = (out / "setup.log").read_text(encoding="utf-8", errors="replace")
+    assert (out / "rc").read_text() == "0", f"the reader's environment failed:\n{log}"
+    return out
 
 
 # numpy's dispatch groups (numpy >= 2.4 names) above the x86-64-v2 baseline.
@@ -139,7 +181,7 @@ def _portability_start(
     """Start producing the checked outputs in other environments (test_portability.py), if
     this run has that test: in the background, from the first test on, as the site build; one
     process per environment, so that the last of them do not wait for each other."""
-    if not any("portability_runs" in getattr(i, "fixturenames", ()) for i in request.session.items):
+    if not _wanted(request, "portability_runs"):
         yield None
         return
     out = tmp_path_factory.mktemp("portability")
@@ -148,23 +190,13 @@ def _portability_start(
     env = {k: v for k, v in os.environ.items() if k != "VANGRAD_ENGINE"}
     script = str(ROOT / "tests" / "portability_run.py")
     processes = [
-        subprocess.Popen(
-            [sys.executable, script, str(out / str(index)), json.dumps(plan)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        _background([sys.executable, script, str(out / str(index)), json.dumps(plan)], None, env)
         for index, plan in enumerate(plans)
     ]
     try:
         yield processes, out, plans
     finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        _stop(processes)
 
 
 @pytest.fixture(scope="session")

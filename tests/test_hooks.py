@@ -104,6 +104,10 @@ def test_notebook_alt_comment_continues_on_indented_comment_lines() -> None:
     )
     out = notebooks.describe_notebook_figures(cell, where="nb.py")
     assert 'alt="A line that falls steeply &amp; then levels off."' in out
+    # The reader sees the description as alt text, not as code; other comments stay.
+    assert "# alt:" not in out
+    assert "steeply" not in out.split("<img", 1)[0]
+    assert "# An ordinary comment." in out
 
 
 def test_notebook_figure_without_alt_comment_fails_the_build() -> None:
