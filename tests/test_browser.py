@@ -374,3 +374,29 @@ def test_a_computed_number_shows_its_origin_on_hover_and_on_keyboard_focus(
     assert "Computed while the site was built" in focused, focused
     assert not visit.errors
     page.context.close()
+
+
+def test_the_copy_button_copies_what_the_reader_path_test_runs(
+    browser: object, server: str, built_site: Path
+) -> None:
+    from tests.test_reader_path import copied_blocks
+
+    # Pages with loops, long outputs, docstring examples and excerpts among their blocks.
+    pages = ["", "engine/", "reference/api/", "theory/glorot-bengio/"]
+    for path in pages:
+        markup = (built_site / path / "index.html").read_text(encoding="utf-8")
+        page, _ = _open(browser, server + path)
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        buttons = page.locator(
+            ".md-content :is(.language-py, .language-python):not(.doc-signature) pre "
+            'button[data-md-type="copy"]'
+        )
+        copied = []
+        for index in range(buttons.count()):
+            buttons.nth(index).click()
+            copied.append(page.evaluate("navigator.clipboard.readText()"))
+        assert copied == copied_blocks(markup), (
+            f"{path or 'home'}: the copy button copies otherwise"
+        )
+        assert copied, f"{path or 'home'}: no Python block"
+        page.context.close()
