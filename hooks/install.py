@@ -27,7 +27,7 @@ def package_version() -> str:
     """`vangrad.__version__`, read from the source: the build does not import the package."""
     found = _VERSION.search((ROOT / "vangrad" / "__init__.py").read_text())
     if found is None:
-        raise RuntimeError("vangrad/__init__.py has no line __version__ = \"...\"")
+        raise RuntimeError('vangrad/__init__.py has no line __version__ = "..."')
     return found["version"]
 
 
@@ -81,7 +81,8 @@ def install_html(*, notebook: bool) -> str:
         else "with Python 3.11 or newer; it brings numpy and matplotlib."
     )
     if url and commit:
-        fallback = f"the commit of the repository this site was built from (<code>{commit[:12]}</code>)"
+        built = f"<code>{commit[:12]}</code>"
+        fallback = f"the commit of the repository this site was built from ({built})"
     else:
         fallback = "a clone of the repository, in its folder"
     return (

@@ -77,7 +77,8 @@ _CONTINUATION = re.compile(r"#[ \t]{2,}(?P<text>[^<\n]+)")
 # The same comment as whole highlighted lines, which the page does not show: it is the build's
 # note for the image, and the reader finds it in the image's alt text.
 _ALT_LINES = re.compile(
-    r'<span class="c1">#\s*alt:[^<\n]*</span>\n(?:[ \t]*<span class="c1">#[ \t]{2,}[^<\n]*</span>\n)*'
+    r'<span class="c1">#\s*alt:[^<\n]*</span>\n'
+    r'(?:[ \t]*<span class="c1">#[ \t]{2,}[^<\n]*</span>\n)*'
 )
 _STYLE = re.compile(r"(<style[^>]*>)(.*?)(</style>)", re.DOTALL)
 _CLASS = re.compile(r"\.(-?[_a-zA-Z][\w-]*)")
