@@ -14,6 +14,7 @@ import importlib.util
 import os
 import re
 import subprocess
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 _MARKER = re.compile(r"^<!-- install -->$", re.MULTILINE)
 _VERSION = re.compile(r'^__version__ = "(?P<version>[^"]+)"$', re.MULTILINE)
+
+
+def python_requirement() -> str:
+    """The oldest Python the package supports, from `requires-python` in pyproject.toml."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    found = re.fullmatch(r">=\s*(?P<version>[\d.]+)", project["requires-python"])
+    if found is None:
+        raise RuntimeError(f"requires-python = {project['requires-python']!r}: expected >=X.Y")
+    return found["version"]
 
 
 def package_version() -> str:
@@ -78,7 +88,7 @@ def install_html(*, notebook: bool) -> str:
     after = (
         "then open the downloaded <code>.ipynb</code> with <code>jupyter lab</code>."
         if notebook
-        else "with Python 3.11 or newer; it brings numpy and matplotlib."
+        else f"with Python {python_requirement()} or newer; it brings numpy and matplotlib."
     )
     if url and commit:
         built = f"<code>{commit[:12]}</code>"

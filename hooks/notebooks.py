@@ -12,9 +12,8 @@ notebook cell that draws a figure says what the figure shows in a comment of its
 and this hook puts that sentence into the image's `alt` attribute. A figure without such a
 comment fails the build, naming the notebook, so no image reaches a reader undescribed.
 
-nbconvert also inlines all of JupyterLab's stylesheet, about 570 KB, into every notebook page:
-rules for menus, widgets and editors that a static page never shows. The hook keeps only the
-rules whose JupyterLab classes occur in the page, which halves the page.
+nbconvert also inlines all of JupyterLab's stylesheet, about 570 KB, into every notebook page;
+the hook keeps only what the page can use (hooks/_jupyter_css.py), about 30 KB.
 
 mkdocs-jupyter executes each notebook when mkdocs reaches its page, one after the other, while
 the rest of the build waits. The hook starts every notebook's conversion at once instead, each
@@ -25,9 +24,11 @@ A notebook that raises fails the build all the same, with its traceback.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import html
+import io
 import json
 import logging
 import os
@@ -48,12 +49,15 @@ from mkdocs.exceptions import PluginError
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 from nbclient import NotebookClient
+from PIL import Image
 
 try:  # as mkdocs loads a hook, and as `python hooks/NAME.py` runs one: from this folder
     from _build_inputs import code_digest
+    from _jupyter_css import drop_custom_properties, prune_css, used_custom_properties
     from install import install_html
 except ImportError:  # as the tests import it, from the checkout's root
     from hooks._build_inputs import code_digest
+    from hooks._jupyter_css import drop_custom_properties, prune_css, used_custom_properties
     from hooks.install import install_html
 
 log = logging.getLogger("mkdocs.hooks.notebooks")
@@ -81,13 +85,7 @@ _ALT_LINES = re.compile(
     r'(?:[ \t]*<span class="c1">#[ \t]{2,}[^<\n]*</span>\n)*'
 )
 _STYLE = re.compile(r"(<style[^>]*>)(.*?)(</style>)", re.DOTALL)
-_CLASS = re.compile(r"\.(-?[_a-zA-Z][\w-]*)")
 _CLASS_ATTRIBUTE = re.compile(r'class="([^"]*)"')
-# Arguments of :not() and friends name classes a matching element need not have.
-_PSEUDO_ARGUMENT = re.compile(r":(?:not|is|where|has)\((?:[^()]|\([^()]*\))*\)")
-# JupyterLab's own class families; a rule naming another class (Material's, say) is kept.
-_JUPYTER_CLASSES = ("jp-", "lm-", "p-", "bp3-", "widget-", "jupyter-widget", "CodeMirror", "cm-")
-_GROUPING_RULES = ("@media", "@supports", "@layer")
 
 
 def describe_notebook_figures(content: str, *, where: str) -> str:
@@ -107,49 +105,6 @@ def describe_notebook_figures(content: str, *, where: str) -> str:
     return "".join(cells)
 
 
-def _statements(css: str) -> list[tuple[str, str | None]]:
-    """Split `css` into its top-level statements: `(prelude, body)`, body `None` for `@x ...;`."""
-    statements: list[tuple[str, str | None]] = []
-    i, n = 0, len(css)
-    while i < n:
-        brace, semicolon = css.find("{", i), css.find(";", i)
-        if brace == -1 or -1 < semicolon < brace:
-            end = n if semicolon == -1 else semicolon + 1
-            statements.append((css[i:end], None))
-            i = end
-            continue
-        depth, j = 1, brace + 1
-        while depth and j < n:
-            depth += {"{": 1, "}": -1}.get(css[j], 0)
-            j += 1
-        statements.append((css[i:brace].strip(), css[brace + 1 : j - 1]))
-        i = j
-    return statements
-
-
-def _selects_something(selectors: str, classes: set[str]) -> bool:
-    for selector in selectors.split(","):
-        named = _CLASS.findall(_PSEUDO_ARGUMENT.sub("", selector))
-        if all(name in classes for name in named if name.startswith(_JUPYTER_CLASSES)):
-            return True
-    return False
-
-
-def prune_css(css: str, classes: set[str]) -> str:
-    """Drop the rules of `css` that name a JupyterLab class missing from `classes`."""
-    kept: list[str] = []
-    for prelude, body in _statements(css):
-        if body is None:
-            kept.append(prelude)
-        elif prelude.startswith(_GROUPING_RULES):
-            inner = prune_css(body, classes)
-            if inner:
-                kept.append(f"{prelude}{{{inner}}}")
-        elif prelude.startswith("@") or _selects_something(prelude, classes):
-            kept.append(f"{prelude}{{{body}}}")
-    return "".join(kept)
-
-
 _pruned: dict[str, str] = {}  # by the page's hash: under `mkdocs serve`, rebuilds repeat it
 
 
@@ -166,10 +121,11 @@ def prune_notebook_styles(content: str) -> str:
 def _prune_notebook_styles(content: str) -> str:
     markup = _STYLE.sub("", content)
     classes = {name for value in _CLASS_ATTRIBUTE.findall(markup) for name in value.split()}
-    return _STYLE.sub(
-        lambda found: found.group(1) + prune_css(found.group(2), classes) + found.group(3),
-        content,
-    )
+    sheets = [prune_css(found.group(2), classes) for found in _STYLE.finditer(content)]
+    # The custom properties that what is left (or the markup's own styles) can still read.
+    used = used_custom_properties("".join(sheets), markup)
+    pruned = iter(drop_custom_properties(sheet, used) for sheet in sheets)
+    return _STYLE.sub(lambda found: found.group(1) + next(pruned) + found.group(3), content)
 
 
 def _is_notebook(src_uri: str) -> bool:
@@ -394,12 +350,46 @@ def _download_buttons(src_uri: str) -> str:
     )
 
 
-def on_page_content(html_content: str, page: Any, **_: Any) -> str:
-    """Describe the figures of notebook pages and offer them for download."""
+_INLINE_PNG = re.compile(r'src="data:image/png;base64,(?P<data>[^"]+)"')
+_webp: dict[str, tuple[bytes, int, int]] = {}  # by the PNG's hash: rebuilds under serve repeat it
+
+
+def _as_webp(png: bytes) -> tuple[bytes, int, int]:
+    key = hashlib.sha256(png).hexdigest()
+    if key not in _webp:
+        with Image.open(io.BytesIO(png)) as image:
+            out = io.BytesIO()
+            image.save(out, format="WEBP", lossless=True)
+            _webp[key] = (out.getvalue(), *image.size)
+    return _webp[key]
+
+
+def move_figures_out(content: str, folder: Path) -> str:
+    """Write each figure the page inlines as a PNG into `folder` as a lossless WebP file.
+
+    Inline, a figure costs a third more than its bytes (base64), cannot be cached, and a PNG of
+    a plot is about two and a half times the size of the same pixels as lossless WebP.
+    """
+
+    def move(found: re.Match[str]) -> str:
+        webp, width, height = _as_webp(base64.b64decode(found["data"]))
+        name = f"figure-{hashlib.sha256(webp).hexdigest()[:16]}.webp"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(webp)
+        # The size lets the browser keep the figure's place before it has loaded it.
+        return f'src="{name}" width="{width}" height="{height}"'
+
+    return _INLINE_PNG.sub(move, content)
+
+
+def on_page_content(html_content: str, page: Any, config: Any, **_: Any) -> str:
+    """Describe the figures of notebook pages, move them out of the page, offer downloads."""
     where = page.file.src_uri
     if not _is_notebook(where):
         return html_content
-    described = describe_notebook_figures(prune_notebook_styles(html_content), where=where)
+    folder = Path(config.site_dir, page.file.dest_uri).parent
+    light = move_figures_out(prune_notebook_styles(html_content), folder)
+    described = describe_notebook_figures(light, where=where)
     # Under the notebook's title when it has one, else at the top.
     if "</h1>" in described:
         return described.replace("</h1>", "</h1>" + _download_buttons(where), 1)

@@ -255,9 +255,24 @@ def test_home_page_math_is_mathml_with_size(browser: object, server: str) -> Non
     page.context.close()
 
 
-def test_search_works_offline(browser: object, server: str) -> None:
+def _index_requested(page: object) -> bool:
+    return page.evaluate(
+        """() => performance.getEntriesByType('resource')
+            .some(e => e.name.endsWith('/search/search_index.json'))"""
+    )
+
+
+@pytest.mark.parametrize("how", ["key", "click"])
+def test_search_works_offline_and_loads_its_index_only_when_wanted(
+    browser: object, server: str, how: str
+) -> None:
     page, visit = _open(browser, server)
-    page.keyboard.press("/")
+    # overrides/lazy-search-index.js holds the index back: a page that is only read skips it.
+    assert not _index_requested(page), "the search index loaded before anyone searched"
+    if how == "key":
+        page.keyboard.press("/")
+    else:
+        page.locator("input.md-search__input").click()
     page.keyboard.type("sigmoid")
     results = page.locator(".md-search-result__item")
     results.first.wait_for(timeout=10_000)
@@ -265,7 +280,9 @@ def test_search_works_offline(browser: object, server: str) -> None:
         ".md-search-result__item a", "links => links.map(a => a.getAttribute('href'))"
     )
     assert any(urlparse(link).path.rstrip("/") in {"", "."} for link in links), links
+    assert _index_requested(page)
     assert not visit.off_site
+    assert not visit.errors, visit.errors
     page.context.close()
 
 

@@ -132,7 +132,7 @@ def _record_page_values(example: CodeExample, namespace: dict[str, Any]) -> None
     """With `VANGRAD_PAGE_VALUES=DIR`, also write the prose's `{{ }}` numbers that this snippet
     computes (hooks/computed.py), for tests/test_portability.py to compare with the build's."""
     folder = os.environ.get("VANGRAD_PAGE_VALUES")
-    if not folder or example.path.suffix != ".md":
+    if not folder or not example.path.is_relative_to(ROOT / "docs") or example.path.suffix != ".md":
         return
     uri = example.path.relative_to(ROOT / "docs").as_posix()
     page = computed.read_page(example.path.read_text(encoding="utf-8"), where=uri)

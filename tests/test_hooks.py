@@ -151,11 +151,27 @@ def test_the_site_is_built_with_the_reference_engine(monkeypatch: pytest.MonkeyP
     assert os.environ["VANGRAD_ENGINE"] == "fast"
 
 
+def test_notebook_styles_keep_only_the_custom_properties_something_reads() -> None:
+    css = (
+        ":root{--jp-read: 1px;--jp-through: var(--jp-deep);--jp-deep: 2px;--jp-unread: 3px;"
+        '--jp-icon: url("data:image/svg+xml;utf8,<svg/>");--jp-inline: 4px}'
+        ".jp-Cell{margin:var(--jp-read) var(--jp-through)}"
+        "@media print{:root{--jp-unread-too: 5px}}"
+        "@keyframes spin{from{opacity:0}to{opacity:1}}"
+    )
+    page = f'<style>{css}</style><div class="jp-Cell" style="padding:var(--jp-inline)">x</div>'
+    kept = notebooks.prune_notebook_styles(page)
+    for name in ("--jp-read: 1px", "--jp-through", "--jp-deep: 2px", "--jp-inline", "@keyframes"):
+        assert name in kept, name
+    for name in ("--jp-unread", "--jp-icon", "@media print"):
+        assert name not in kept, name
+
+
 def test_notebook_styles_keep_only_rules_that_can_match() -> None:
     css = (
         '@charset "UTF-8";'
         ".jupyter-wrapper{--jp-x: 1px}"
-        ".jupyter-wrapper .jp-Cell{margin:0}"
+        ".jupyter-wrapper .jp-Cell{margin:var(--jp-x)}"
         ".jupyter-wrapper .bp3-menu{color:red}"
         ".jupyter-wrapper .jp-Cell:not(.jp-mod-active),.jp-Missing{padding:0}"
         ".jp-Missing,.jp-OutputArea pre{font-size:1em}"
@@ -174,7 +190,7 @@ def test_notebook_styles_keep_only_rules_that_can_match() -> None:
     for rule in (
         '@charset "UTF-8";',
         ".jupyter-wrapper{--jp-x: 1px}",
-        ".jupyter-wrapper .jp-Cell{margin:0}",
+        ".jupyter-wrapper .jp-Cell{margin:var(--jp-x)}",
         ".jupyter-wrapper .jp-Cell:not(.jp-mod-active),.jp-Missing{padding:0}",
         ".jp-Missing,.jp-OutputArea pre{font-size:1em}",
         ".highlight .k{color:blue}",

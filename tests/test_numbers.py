@@ -42,8 +42,9 @@ _SKIPPED_TAGS = {"pre", "code", "script", "style", "svg", "kbd", "button"}
 _VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "wbr"}
 _BLOCKS = {"p", "li", "h1", "h2", "h3", "h4", "h5", "td", "th", "figcaption", "dt", "dd"}
 # Classes whose content is code or chrome: a notebook's code cells (input and printed output)
-# and prompts, the heading permalinks.
-_SKIPPED_CLASSES = {"jp-CodeCell", "jp-InputPrompt", "headerlink", "md-source-file"}
+# and prompts, the heading permalinks; the install box, whose versions hooks/install.py reads
+# from the package's own files.
+_SKIPPED_CLASSES = {"jp-CodeCell", "jp-InputPrompt", "headerlink", "md-source-file", "vg-install"}
 MINUS = "\N{MINUS SIGN}"
 NUMBER = re.compile(rf"(?<![\w.\-{MINUS}])[-{MINUS}]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.]*\d)")
 

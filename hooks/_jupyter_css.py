@@ -1,0 +1,150 @@
+"""Cut JupyterLab's stylesheet down to what one static notebook page can use.
+
+nbconvert inlines all of JupyterLab's CSS, about 570 KB, into every notebook page: rules for
+menus, widgets and editors that a static page never shows, and some two thousand custom
+properties (`--jp-...`) that those rules read. Two passes keep what the page needs:
+
+- `prune_css` drops every rule that names a JupyterLab class the page's markup lacks;
+- `drop_custom_properties` then drops every custom property that no remaining declaration and
+  no style in the markup reads, directly or through another property (`used_custom_properties`).
+
+Rules and properties of other stylesheets (Material's, the site's own) are never touched: a rule
+is dropped only for a JupyterLab class it names, a property only where this CSS defines it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+_CLASS = re.compile(r"\.(-?[_a-zA-Z][\w-]*)")
+# Arguments of :not() and friends name classes a matching element need not have.
+_PSEUDO_ARGUMENT = re.compile(r":(?:not|is|where|has)\((?:[^()]|\([^()]*\))*\)")
+# JupyterLab's own class families; a rule naming another class (Material's, say) is kept.
+_JUPYTER_CLASSES = ("jp-", "lm-", "p-", "bp3-", "widget-", "jupyter-widget", "CodeMirror", "cm-")
+_GROUPING_RULES = ("@media", "@supports", "@layer")
+_READS = re.compile(r"var\(\s*(--[\w-]+)")
+
+
+def _statements(css: str) -> list[tuple[str, str | None]]:
+    """Split `css` into its top-level statements: `(prelude, body)`, body `None` for `@x ...;`."""
+    statements: list[tuple[str, str | None]] = []
+    i, n = 0, len(css)
+    while i < n:
+        brace, semicolon = css.find("{", i), css.find(";", i)
+        if brace == -1 or -1 < semicolon < brace:
+            end = n if semicolon == -1 else semicolon + 1
+            statements.append((css[i:end], None))
+            i = end
+            continue
+        depth, j = 1, brace + 1
+        while depth and j < n:
+            depth += {"{": 1, "}": -1}.get(css[j], 0)
+            j += 1
+        statements.append((css[i:brace].strip(), css[brace + 1 : j - 1]))
+        i = j
+    return statements
+
+
+def _selects_something(selectors: str, classes: set[str]) -> bool:
+    for selector in selectors.split(","):
+        named = _CLASS.findall(_PSEUDO_ARGUMENT.sub("", selector))
+        if all(name in classes for name in named if name.startswith(_JUPYTER_CLASSES)):
+            return True
+    return False
+
+
+def prune_css(css: str, classes: set[str]) -> str:
+    """Drop the rules of `css` that name a JupyterLab class missing from `classes`."""
+    kept: list[str] = []
+    for prelude, body in _statements(css):
+        if body is None:
+            kept.append(prelude)
+        elif prelude.startswith(_GROUPING_RULES):
+            inner = prune_css(body, classes)
+            if inner:
+                kept.append(f"{prelude}{{{inner}}}")
+        elif prelude.startswith("@") or _selects_something(prelude, classes):
+            kept.append(f"{prelude}{{{body}}}")
+    return "".join(kept)
+
+
+def _declarations(body: str) -> list[str]:
+    """A rule's declarations: its body split at the semicolons outside quotes and brackets.
+
+    A property's value can hold a data URL, `url("data:image/svg+xml;...")`.
+    """
+    parts: list[str] = []
+    depth, quote, start = 0, "", 0
+    for i, char in enumerate(body):
+        if quote:
+            if char == quote and body[i - 1] != "\\":
+                quote = ""
+        elif char in "\"'":
+            quote = char
+        elif char in "()":
+            depth += 1 if char == "(" else -1
+        elif char == ";" and depth == 0:
+            parts.append(body[start:i])
+            start = i + 1
+    parts.append(body[start:])
+    return [part for part in parts if part.strip()]
+
+
+def _defined(declaration: str) -> str | None:
+    """The custom property a declaration defines (`--jp-x: 1px` -> `--jp-x`), if any."""
+    name, colon, _ = declaration.partition(":")
+    name = name.strip()
+    return name if colon and name.startswith("--") else None
+
+
+def _rule_bodies(css: str) -> Iterator[str]:
+    for prelude, body in _statements(css):
+        if body is None:
+            continue
+        if prelude.startswith(_GROUPING_RULES):
+            yield from _rule_bodies(body)
+        elif not prelude.startswith("@"):
+            yield body
+
+
+def used_custom_properties(css: str, markup: str) -> set[str]:
+    """The custom properties that `css`'s own declarations or `markup` read, transitively."""
+    definitions: dict[str, list[str]] = {}
+    used = set(_READS.findall(markup))
+    for body in _rule_bodies(css):
+        for declaration in _declarations(body):
+            name = _defined(declaration)
+            if name is None:
+                used.update(_READS.findall(declaration))
+            else:
+                definitions.setdefault(name, []).append(declaration)
+    pending = list(used)
+    while pending:
+        for definition in definitions.get(pending.pop(), []):
+            for name in _READS.findall(definition):
+                if name not in used:
+                    used.add(name)
+                    pending.append(name)
+    return used
+
+
+def drop_custom_properties(css: str, used: set[str]) -> str:
+    """Drop the definitions of custom properties missing from `used`, and rules left empty."""
+    kept: list[str] = []
+    for prelude, body in _statements(css):
+        if body is None:
+            kept.append(prelude)
+        elif prelude.startswith(_GROUPING_RULES):
+            inner = drop_custom_properties(body, used)
+            if inner:
+                kept.append(f"{prelude}{{{inner}}}")
+        elif prelude.startswith("@"):  # @keyframes, @font-face: not declarations of a rule
+            kept.append(f"{prelude}{{{body}}}")
+        else:
+            declarations = [
+                d for d in _declarations(body) if _defined(d) is None or _defined(d) in used
+            ]
+            if declarations:
+                kept.append(f"{prelude}{{{';'.join(declarations)}}}")
+    return "".join(kept)
