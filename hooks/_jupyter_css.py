@@ -15,7 +15,7 @@ is dropped only for a JupyterLab class it names, a property only where this CSS 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 _CLASS = re.compile(r"\.(-?[_a-zA-Z][\w-]*)")
 # Arguments of :not() and friends name classes a matching element need not have.
@@ -54,19 +54,32 @@ def _selects_something(selectors: str, classes: set[str]) -> bool:
     return False
 
 
-def prune_css(css: str, classes: set[str]) -> str:
-    """Drop the rules of `css` that name a JupyterLab class missing from `classes`."""
+def _rewrite(css: str, rule: Callable[[str, str], str | None]) -> str:
+    """Rewrite each style rule's body as `rule(selectors, body)`, or drop the rule for None.
+
+    Rules inside @media and friends too, which go when left empty; other at-rules (@keyframes,
+    @font-face, @charset) stay as they are.
+    """
     kept: list[str] = []
     for prelude, body in _statements(css):
         if body is None:
             kept.append(prelude)
         elif prelude.startswith(_GROUPING_RULES):
-            inner = prune_css(body, classes)
+            inner = _rewrite(body, rule)
             if inner:
                 kept.append(f"{prelude}{{{inner}}}")
-        elif prelude.startswith("@") or _selects_something(prelude, classes):
+        elif prelude.startswith("@"):
             kept.append(f"{prelude}{{{body}}}")
+        elif (new := rule(prelude, body)) is not None:
+            kept.append(f"{prelude}{{{new}}}")
     return "".join(kept)
+
+
+def prune_css(css: str, classes: set[str]) -> str:
+    """Drop the rules of `css` that name a JupyterLab class missing from `classes`."""
+    return _rewrite(
+        css, lambda selectors, body: body if _selects_something(selectors, classes) else None
+    )
 
 
 def _declarations(body: str) -> list[str]:
@@ -131,20 +144,9 @@ def used_custom_properties(css: str, markup: str) -> set[str]:
 
 def drop_custom_properties(css: str, used: set[str]) -> str:
     """Drop the definitions of custom properties missing from `used`, and rules left empty."""
-    kept: list[str] = []
-    for prelude, body in _statements(css):
-        if body is None:
-            kept.append(prelude)
-        elif prelude.startswith(_GROUPING_RULES):
-            inner = drop_custom_properties(body, used)
-            if inner:
-                kept.append(f"{prelude}{{{inner}}}")
-        elif prelude.startswith("@"):  # @keyframes, @font-face: not declarations of a rule
-            kept.append(f"{prelude}{{{body}}}")
-        else:
-            declarations = [
-                d for d in _declarations(body) if _defined(d) is None or _defined(d) in used
-            ]
-            if declarations:
-                kept.append(f"{prelude}{{{';'.join(declarations)}}}")
-    return "".join(kept)
+
+    def rule(_: str, body: str) -> str | None:
+        kept = [d for d in _declarations(body) if _defined(d) is None or _defined(d) in used]
+        return ";".join(kept) if kept else None
+
+    return _rewrite(css, rule)
