@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 
 __all__ = [
+    "LOSSES",
     "check_bool",
     "check_choice",
     "check_finite_array",
@@ -21,6 +22,7 @@ __all__ = [
     "check_finite_float",
     "check_float_dtype",
     "check_instance",
+    "check_loss",
     "check_nonnegative_float",
     "check_positive_float",
     "check_positive_int",
@@ -88,6 +90,22 @@ def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown {name} {value!r}: expected one of {options}{hint}")
     return value
+
+
+LOSSES = {
+    "sum": "the sum of the outputs: an upstream gradient of ones",
+    "random": "a random linear loss: a standard normal upstream gradient, drawn from the seed",
+}
+"""The named losses, each a linear function of the output `h_L`, by the upstream gradient it sends.
+
+Both are `sum(G * h_L)` for a fixed `G`; they differ in the direction of `G` (ones, or random).
+Every function that builds or runs a network takes one of these names as `loss=`.
+"""
+
+
+def check_loss(value: object) -> str:
+    """Return `value` if it names one of `LOSSES`, else raise naming `loss` and the choices."""
+    return check_choice("loss", value, LOSSES)
 
 
 def check_finite_array(

@@ -14,7 +14,7 @@ Conventions. Layers `l = 1..L` have weights `W_l` of shape `(n_{l-1}, n_l)`; the
 - `h_l = h_{l-1} + a_l` with residual connections, otherwise `h_l = a_l`.
 
 The loss is the sum of every element of `h_L` (an upstream gradient of ones) unless the caller
-passes another upstream gradient.
+names another (`loss="random"`, see `loss_upstream`) or passes an upstream gradient.
 
 Log space. The backward pass is linear in the upstream gradient, so after every layer the
 running gradient is divided by the power of two just above its norm, and that power's exponent
@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from vangrad import fast_engine
-from vangrad._validation import check_bool
+from vangrad._validation import LOSSES, check_bool, check_loss, check_seed
 from vangrad.activations import Activation, values_and_slopes
 from vangrad.flow import (
     BATCHNORM_EPSILON,
@@ -69,6 +69,7 @@ __all__ = [
     "backprop",
     "backward",
     "forward",
+    "loss_upstream",
     "run_network",
     "run_reference",
 ]
@@ -77,6 +78,51 @@ ENGINES = ("fast", "reference")
 """The values `VANGRAD_ENGINE` takes; `fast` when it is not set."""
 
 Upstream = np.ndarray | Callable[[np.ndarray], np.ndarray] | None
+
+
+def loss_upstream(
+    loss: str,
+    output_shape: tuple[int, ...],
+    rng: np.random.Generator,
+    dtype: np.dtype | type[np.floating] = np.float64,
+) -> np.ndarray | None:
+    """The upstream gradient `dLoss/dh_L` of a named loss (one of `LOSSES`), per network.
+
+    Why a named loss. Both losses are linear, `sum(G * h_L)`, so the gradient they send down
+    is `G` itself, and the only difference between them is its direction:
+
+    - `"sum"`: `G` is all ones (returned as `None`, the engines' default). The same for every
+      sample and unit, so it correlates with anything that is not zero-mean (ReLU's on/off
+      masks), and batch normalisation's backward pass, which removes the batch mean, removes it.
+    - `"random"`: `G` is drawn from the standard normal, independent of the network, and then
+      scaled, per network, to the norm of the ones, `sqrt(batch * n_L)`. Independence is what
+      mean-field theory assumes of the back-propagated signal; the common norm makes the two
+      losses' input gradients directly comparable. The name says what matters (a draw
+      independent of the network), not the distribution.
+
+    `rng` is the caller's generator: `simulate` and `sweep` draw `G` after the weights, so a
+    network has the same weights whichever loss measures it.
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad.engine import loss_upstream
+
+        g = loss_upstream("random", (2, 8, 4), np.random.default_rng(0))  # 2 networks
+        print(g.shape, np.sqrt((g**2).sum(axis=(1, 2))).round(6).tolist())
+        #> (2, 8, 4) [5.656854, 5.656854]
+        print(loss_upstream("sum", (8, 4), np.random.default_rng(0)))
+        #> None
+        ```
+    """
+    loss = check_loss(loss)
+    if loss == "sum":
+        return None
+    g = rng.standard_normal(output_shape, dtype=np.dtype(dtype).type)
+    norms = np.sqrt(np.sum(np.square(g, dtype=np.float64), axis=(-2, -1), keepdims=True))
+    g *= (np.sqrt(output_shape[-2] * output_shape[-1]) / norms).astype(g.dtype)
+    return g
 
 
 def backprop(
@@ -88,6 +134,8 @@ def backprop(
     batchnorm: bool = False,
     residual: bool = False,
     upstream: ArrayLike | Callable[[np.ndarray], ArrayLike] | None = None,
+    loss: str = "sum",
+    seed: int | np.random.Generator = 0,
     keep_grads: bool = False,
 ) -> GradientFlow:
     """Run a forward and a backward pass and measure the gradient at every layer.
@@ -105,7 +153,12 @@ def backprop(
         upstream: `dLoss/dh_L`, an array that broadcasts to the shape of `h_L`; or a function
             of the output `h_L` that returns it, for a loss whose gradient depends on the
             output (`lambda h: h - y` for the squared error `0.5 ||h_L - y||^2`). Default:
-            ones, so the loss is the sum of `h_L`.
+            the gradient of `loss`.
+        loss: Used when `upstream` is not given: `"sum"` (default), the sum of `h_L`, an
+            upstream gradient of ones; or `"random"`, a standard normal upstream gradient
+            scaled to the norm of the ones, drawn from `seed` (see `loss_upstream`).
+        seed: For `loss="random"`: an integer >= 0, or a `numpy.random.Generator`
+            (unused by the sum loss, which draws nothing).
         keep_grads: Also return every `dLoss/dh_l`, `dLoss/dW_l` (and `dLoss/db_l`).
 
     Returns:
@@ -115,7 +168,8 @@ def backprop(
     Raises:
         TypeError: If an argument has the wrong type (the message names it).
         ValueError: If shapes do not chain, `x` or a weight is not finite, `weights` is empty,
-            `residual` meets unequal widths, or `batchnorm` meets a batch of 1.
+            `residual` meets unequal widths, `batchnorm` meets a batch of 1, `loss` is not one
+            of `LOSSES`, or `upstream` is given with `loss="random"`.
 
     Example:
         ```py
@@ -136,6 +190,13 @@ def backprop(
     batchnorm = check_bool("batchnorm", batchnorm)
     residual = check_bool("residual", residual)
     keep_grads = check_bool("keep_grads", keep_grads)
+    loss = check_loss(loss)
+    if upstream is not None and loss != "sum":
+        raise ValueError(
+            f"give either upstream (an array or a function) or loss={loss!r}, not both: "
+            f"loss names the upstream gradient, one of {sorted(LOSSES)}"
+        )
+    rng = check_seed(seed)
     checked = check_weights(weights)
     x_array = check_input(x, checked)
     dtype = np.result_type(x_array, *checked)
@@ -162,6 +223,8 @@ def backprop(
 
     elif upstream is not None:
         checked_upstream = check_upstream(upstream, output_shape, dtype)
+    else:
+        checked_upstream = loss_upstream(loss, output_shape, rng, dtype)
     return run_network(
         x_array,
         checked,

@@ -6,14 +6,14 @@ import numpy as np
 
 from vangrad._validation import (
     check_bool,
-    check_choice,
     check_float_dtype,
+    check_loss,
     check_nonnegative_float,
     check_positive_int,
     check_seed,
 )
 from vangrad.activations import Activation
-from vangrad.engine import run_network
+from vangrad.engine import loss_upstream, run_network
 from vangrad.flow import GradientFlow
 from vangrad.initializers import Initializer, get_initializer
 from vangrad.network_checks import check_activation, check_batch_for_batchnorm
@@ -61,8 +61,10 @@ def simulate(
         seed: An integer >= 0, or a `numpy.random.Generator` to draw from.
         dtype: `"float64"` (default) or `"float32"`.
         loss: `"sum"` (default): the loss is the sum of the outputs, an upstream gradient of
-            ones. `"random"`: a standard normal upstream gradient, drawn last and independent
-            of the network, as mean-field theory assumes.
+            ones. `"random"`: a standard normal upstream gradient, drawn last (so the weights
+            are the same for both losses) and independent of the network, as mean-field
+            theory assumes, scaled per network to the norm of the ones (see
+            `vangrad.engine.loss_upstream`).
         keep_grads: Also return every gradient (see `backprop`).
 
     Returns:
@@ -104,7 +106,7 @@ def simulate(
     residual = check_bool("residual", residual)
     keep_grads = check_bool("keep_grads", keep_grads)
     bias_std = check_nonnegative_float("bias_std", bias_std)
-    loss = check_choice("loss", loss, ("random", "sum"))
+    loss = check_loss(loss)
     float_dtype = check_float_dtype("dtype", dtype)
     if batchnorm:
         check_batch_for_batchnorm(batch_size, f"batch_size={batch_size}")
@@ -122,10 +124,8 @@ def simulate(
         # Drawn after the weights, so a network with biases has the same weights as one without.
         drawn_biases = rng.normal(0.0, bias_std, size=(depth, trials, 1, width))
         biases = list(drawn_biases.astype(float_dtype).reshape(*shape[:-2], 1, width))
-    upstream = None
-    if loss == "random":
-        stack = () if trials == 1 else (trials,)
-        upstream = rng.standard_normal((*stack, batch_size, width), dtype=float_dtype)
+    stack = () if trials == 1 else (trials,)
+    upstream = loss_upstream(loss, (*stack, batch_size, width), rng, float_dtype)
     return run_network(
         x,
         weights,
