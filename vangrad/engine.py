@@ -11,7 +11,9 @@ Conventions. Layers `l = 1..L` have weights `W_l` of shape `(n_{l-1}, n_l)`; the
 - with batch normalisation, `z_l <- (z_l - mean(z_l)) / sqrt(var(z_l) + 1e-5)` (mean and biased
   variance over the batch, no learned scale or shift),
 - `a_l = phi(z_l)`,
-- `h_l = h_{l-1} + a_l` with residual connections, otherwise `h_l = a_l`.
+- `h_l = h_{l-1} + a_l` with residual connections (`residual=True`, the identity-mapping block
+  of He et al. 2016b), otherwise `h_l = a_l`; with `residual="post"` (the block of He et al.
+  2016, activation after the addition) `a_l = phi(h_{l-1} + z_l)` and `h_l = a_l`.
 
 The loss is the sum of every element of `h_L` (an upstream gradient of ones) unless the caller
 names another (`loss="random"`, see `loss_upstream`) or passes an upstream gradient.
@@ -40,7 +42,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from vangrad import fast_engine
-from vangrad._validation import LOSSES, check_bool, check_loss, check_seed
+from vangrad._validation import LOSSES, check_bool, check_loss, check_residual, check_seed
 from vangrad.activations import Activation, values_and_slopes
 from vangrad.flow import (
     BATCHNORM_EPSILON,
@@ -132,7 +134,7 @@ def backprop(
     *,
     biases: Sequence[ArrayLike] | None = None,
     batchnorm: bool = False,
-    residual: bool = False,
+    residual: bool | str = False,
     upstream: ArrayLike | Callable[[np.ndarray], ArrayLike] | None = None,
     loss: str = "sum",
     seed: int | np.random.Generator = 0,
@@ -149,7 +151,10 @@ def backprop(
             `(trials, n_l)` with stacked weights. Default: no biases.
         batchnorm: Normalise each `z_l` over the batch (needs a batch of at least 2). A bias
             before batch normalisation cancels out: its gradient is zero.
-        residual: Add each layer's input to its output (needs equal widths).
+        residual: `True`: add each layer's input to its output, `h_l = h_{l-1} + phi(z_l)`
+            (the identity-mapping block of He et al. 2016b). `"post"`: add the input before
+            the activation, `h_l = phi(h_{l-1} + z_l)` (the block of He et al. 2016, with a
+            ReLU after the addition). Both need equal widths.
         upstream: `dLoss/dh_L`, an array that broadcasts to the shape of `h_L`; or a function
             of the output `h_L` that returns it, for a loss whose gradient depends on the
             output (`lambda h: h - y` for the squared error `0.5 ||h_L - y||^2`). Default:
@@ -188,7 +193,7 @@ def backprop(
     """
     act = check_activation(activation)
     batchnorm = check_bool("batchnorm", batchnorm)
-    residual = check_bool("residual", residual)
+    residual = check_residual(residual)
     keep_grads = check_bool("keep_grads", keep_grads)
     loss = check_loss(loss)
     if upstream is not None and loss != "sum":
@@ -244,7 +249,7 @@ def run_network(
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
-    residual: bool = False,
+    residual: bool | str = False,
     upstream: Upstream = None,
     keep_grads: bool = False,
     gain: np.ndarray | None = None,
@@ -303,7 +308,7 @@ def forward(
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
-    residual: bool = False,
+    residual: bool | str = False,
     gain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[Layer]]:
     """Run the layers from `h_0 = x`; return `h_L` and a `Layer` per layer."""
@@ -318,8 +323,10 @@ def forward(
         if batchnorm:  # z_l <- (z_l - mean) / sqrt(var + eps), over the batch
             z_hat, inverse_std = normalise(z, axis=-2)
             z = z_hat  # from here on, z is the normalised z_l
+        if residual == "post":  # the input joins before the activation
+            z = h + z  # from here on, z is h_{l-1} + z_l
         a, slope = values_and_slopes(activation, z)  # phi(z_l), phi'(z_l)
-        h_out = h + a if residual else a  # h_l
+        h_out = h + a if residual is True else a  # h_l
         statistics = layer_statistics(z, a, slope, h_out, activation)
         layers.append(Layer(h, slope, z_hat, inverse_std, statistics))
         h = h_out
@@ -351,7 +358,7 @@ def backward(
     weights: Sequence[np.ndarray],
     upstream: np.ndarray,
     *,
-    residual: bool = False,
+    residual: bool | str = False,
     gain: np.ndarray | None = None,
     has_biases: bool = False,
     measure_weight_grads: bool = True,
@@ -366,6 +373,8 @@ def backward(
     for layer, w in zip(reversed(layers), reversed(weights), strict=True):
         # Through the activation, a = phi(z): dLoss/dz = dLoss/da * phi'(z).
         dz = g * layer.slope
+        # With residual="post", z was h_in + z_l: this dz reaches h_in directly too.
+        dz_sum = dz
         # Through batch normalisation (derived in normalise_backward).
         if layer.inverse_std is not None:
             dz = normalise_backward(dz, layer.z_hat, layer.inverse_std, -2)
@@ -385,8 +394,10 @@ def backward(
         if gain is not None:
             g_in = g_in * gain
         # Through the residual identity, h = h_in + a: g reaches h_in too.
-        if residual:
+        if residual is True:
             g_in = g_in + g
+        elif residual == "post":  # a = phi(h_in + z_l)
+            g_in = g_in + dz_sum
         # Log space: record the norm, then divide g by the power of two just
         # above its norm (exact: only the exponents change), and add that
         # power's exponent to the running scale.
@@ -485,7 +496,7 @@ def run_reference(
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
-    residual: bool = False,
+    residual: bool | str = False,
     upstream: Upstream = None,
     keep_grads: bool = False,
     gain: np.ndarray | None = None,

@@ -10,6 +10,7 @@ from vangrad._validation import (
     check_loss,
     check_nonnegative_float,
     check_positive_int,
+    check_residual,
     check_seed,
 )
 from vangrad.activations import Activation
@@ -31,7 +32,7 @@ def simulate(
     bias_std: float = 0.0,
     batch_size: int,
     batchnorm: bool = False,
-    residual: bool = False,
+    residual: bool | str = False,
     trials: int = 1,
     seed: int | np.random.Generator = 0,
     dtype: str | type[np.floating] = "float64",
@@ -56,7 +57,8 @@ def simulate(
             after the weights; 0 (default) means no biases.
         batch_size: The number of input samples; an integer >= 1 (>= 2 with `batchnorm`).
         batchnorm: Normalise each layer's pre-activations over the batch.
-        residual: Add each layer's input to its output.
+        residual: `True`: add each layer's input to its output, `h_l = h_{l-1} + phi(z_l)`;
+            `"post"`: add it before the activation, `h_l = phi(h_{l-1} + z_l)` (see `backprop`).
         trials: The number of independent networks; an integer >= 1.
         seed: An integer >= 0, or a `numpy.random.Generator` to draw from.
         dtype: `"float64"` (default) or `"float32"`.
@@ -103,7 +105,7 @@ def simulate(
     initializer = get_initializer(init)
     scale = initializer.check_scale(weight_scale)
     batchnorm = check_bool("batchnorm", batchnorm)
-    residual = check_bool("residual", residual)
+    residual = check_residual(residual)
     keep_grads = check_bool("keep_grads", keep_grads)
     bias_std = check_nonnegative_float("bias_std", bias_std)
     loss = check_loss(loss)
