@@ -135,7 +135,7 @@ def _figures() -> dict[str, Callable[[], Any]]:
         return plot_sweep(grid, ax=ax)
 
     def relu_vs_sigmoid() -> Any:
-        common = {"depth": 50, "width": 128, "batch_size": 32, "trials": 8}
+        common = {"depth": 50, "width": 128, "batch_size": 32, "trials": 8, "loss": "random"}
         runs = [
             ("sigmoid", "xavier_normal"),
             ("tanh", "xavier_normal"),
@@ -143,7 +143,7 @@ def _figures() -> dict[str, Callable[[], Any]]:
             ("leaky_relu", "he_normal"),
         ]
         return profiles(
-            "50 layers, 128 units: median and quartiles of 8 networks",
+            "50 layers, 128 units, random loss: median and quartiles of 8 networks",
             [(f"{a}, {i}", {**common, "activation": a, "init": i}) for a, i in runs],
         )
 
@@ -163,7 +163,14 @@ def _figures() -> dict[str, Callable[[], Any]]:
         return axes[0]
 
     def relu_inits() -> Any:
-        common = {"depth": 60, "width": 128, "batch_size": 32, "activation": "relu", "trials": 8}
+        common = {
+            "depth": 60,
+            "width": 128,
+            "batch_size": 32,
+            "activation": "relu",
+            "trials": 8,
+            "loss": "random",
+        }
         choices = [
             ("xavier_normal", None),
             ("he_normal", None),
@@ -171,7 +178,7 @@ def _figures() -> dict[str, Callable[[], Any]]:
             ("orthogonal", 2**0.5),
         ]
         return profiles(
-            "ReLU, 60 layers of 128 units: median and quartiles of 8 networks",
+            "ReLU, 60 layers of 128 units, random loss: median and quartiles of 8 networks",
             [
                 (
                     init if scale is None else f"{init}, gain {scale:.3g}",
@@ -182,7 +189,7 @@ def _figures() -> dict[str, Callable[[], Any]]:
         )
 
     def residual_profiles() -> Any:
-        common = {"depth": 100, "width": 64, "batch_size": 32, "trials": 8}
+        common = {"depth": 100, "width": 64, "batch_size": 32, "trials": 8, "loss": "random"}
         runs = [
             ("sigmoid, plain", {"activation": "sigmoid", "init": "xavier_normal"}),
             (
@@ -201,7 +208,7 @@ def _figures() -> dict[str, Callable[[], Any]]:
             ),
         ]
         return profiles(
-            "100 layers, 64 units: median and quartiles of 8 networks",
+            "100 layers, 64 units, random loss: median and quartiles of 8 networks",
             [(label, {**common, **options}) for label, options in runs],
         )
 
@@ -217,6 +224,7 @@ def _figures() -> dict[str, Callable[[], Any]]:
             batchnorm=[False, True],
             residual=[False, True],
             trials=8,
+            loss="random",
         )
         _, ax = plt.subplots(figsize=(8, 6.4), layout="constrained")
         return plot_comparison(grid, ax=ax)

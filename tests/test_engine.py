@@ -29,7 +29,7 @@ def forward(
     phi: Callable[[np.ndarray], np.ndarray],
     *,
     batchnorm: bool,
-    residual: bool,
+    residual: bool | str,
     biases: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     h = x
@@ -39,6 +39,9 @@ def forward(
             z = z + biases[layer]
         if batchnorm:
             z = (z - z.mean(axis=0)) / np.sqrt(z.var(axis=0) + EPS)
+        if residual == "post":
+            h = phi(h + z)
+            continue
         a = phi(z)
         h = h + a if residual else a
     return h
@@ -58,7 +61,9 @@ def central_differences(loss: Callable[[], float], array: np.ndarray, step: floa
     return grad
 
 
-def small_network(residual: bool, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+def small_network(
+    residual: bool | str, seed: int = 0
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     rng = np.random.default_rng(seed)
     widths = [4, 4, 4, 4] if residual else [3, 5, 4, 2]
     x = rng.normal(size=(6, widths[0]))
@@ -81,11 +86,11 @@ ENGINE_ACTIVATIONS = [*NAMES, SOFTSIGN]
 ACTIVATION_IDS = [*NAMES, "custom-softsign"]
 
 
-@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("residual", [False, True, "post"], ids=["plain", "residual", "post"])
 @pytest.mark.parametrize("batchnorm", [False, True], ids=["", "batchnorm"])
 @pytest.mark.parametrize("activation", ENGINE_ACTIVATIONS, ids=ACTIVATION_IDS)
 def test_gradients_match_finite_differences(
-    activation: str | Activation, batchnorm: bool, residual: bool
+    activation: str | Activation, batchnorm: bool, residual: bool | str
 ) -> None:
     x, weights, upstream = small_network(residual)
     act = get_activation(activation)
@@ -123,9 +128,9 @@ def test_gradients_match_finite_differences(
     assert flow.overflow_layer is None
 
 
-@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+@pytest.mark.parametrize("residual", [False, True, "post"], ids=["plain", "residual", "post"])
 @pytest.mark.parametrize("activation", NAMES)
-def test_bias_gradients_match_finite_differences(activation: str, residual: bool) -> None:
+def test_bias_gradients_match_finite_differences(activation: str, residual: bool | str) -> None:
     x, weights, upstream = small_network(residual)
     rng = np.random.default_rng(1)
     biases = [rng.normal(0, 0.5, size=w.shape[1]) for w in weights]

@@ -74,7 +74,7 @@ class Network:
     activation: Activation
     biases: list[np.ndarray] | None
     batchnorm: bool
-    residual: bool
+    residual: bool | str
     upstream: np.ndarray | None
     gain: np.ndarray | None = None
 
@@ -106,7 +106,8 @@ def networks(draw: st.DrawFn, dtype: type = np.float64) -> Network:
     (shifted so that ReLU units die), an upstream gradient of the output's shape or one shared
     by every network, and a gain per network, as sweeps use."""
     large = draw(st.booleans())
-    residual, batchnorm, with_biases = draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
+    residual = draw(st.sampled_from([False, True, "post"]))
+    batchnorm, with_biases = draw(st.booleans()), draw(st.booleans())
     depth = draw(
         st.integers(1, 5) if large else st.one_of(st.integers(1, 40), st.integers(100, 250))
     )

@@ -4,6 +4,7 @@ The analytic picture lives in [`vangrad.bounds`][vangrad.bounds]; the measured p
 forward and backward passes through deep networks) in the engine modules.
 """
 
+from vangrad._validation import LOSSES
 from vangrad.activations import ACTIVATIONS, Activation, get_activation
 from vangrad.bounds import SIGMOID_DERIVATIVE_MAX, gradient_bound, log10_gradient_bound
 from vangrad.clipping import clip_by_norm
@@ -34,6 +35,7 @@ from vangrad.theory import (
 __all__ = [
     "ACTIVATIONS",
     "INITIALIZERS",
+    "LOSSES",
     "SIGMOID_DERIVATIVE_MAX",
     "Activation",
     "GradientFlow",

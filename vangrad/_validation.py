@@ -14,6 +14,8 @@ from collections.abc import Iterable
 import numpy as np
 
 __all__ = [
+    "LOSSES",
+    "RESIDUALS",
     "check_bool",
     "check_choice",
     "check_finite_array",
@@ -21,9 +23,11 @@ __all__ = [
     "check_finite_float",
     "check_float_dtype",
     "check_instance",
+    "check_loss",
     "check_nonnegative_float",
     "check_positive_float",
     "check_positive_int",
+    "check_residual",
     "check_seed",
 ]
 
@@ -88,6 +92,46 @@ def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown {name} {value!r}: expected one of {options}{hint}")
     return value
+
+
+LOSSES = {
+    "sum": "the sum of the outputs: an upstream gradient of ones",
+    "random": "a random linear loss: a standard normal upstream gradient, drawn from the seed",
+}
+"""The named losses, each a linear function of the output `h_L`, by the upstream gradient it sends.
+
+Both are `sum(G * h_L)` for a fixed `G`; they differ in the direction of `G` (ones, or random).
+Every function that builds or runs a network takes one of these names as `loss=`.
+"""
+
+
+def check_loss(value: object) -> str:
+    """Return `value` if it names one of `LOSSES`, else raise naming `loss` and the choices."""
+    return check_choice("loss", value, LOSSES)
+
+
+RESIDUALS = {
+    False: "no skip: h_l = phi(z_l)",
+    True: "the identity-mapping block of He et al. (2016b): h_l = h_(l-1) + phi(z_l)",
+    "post": "the block of He et al. (2016), ReLU after the addition: h_l = phi(h_(l-1) + z_l)",
+}
+"""The residual settings, by the layer they build.
+
+`True` keeps the gradient's identity path exact (the Jacobian is `I + ...`); `"post"` applies
+the activation to the sum, so the Jacobian is `D_l (I + W_l)` in column form: the identity
+path passes through the activation's slopes too.
+"""
+
+
+def check_residual(value: object) -> bool | str:
+    """Return `value` if it is one of `RESIDUALS` (`False`, `True` or `"post"`)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if value == "post" and isinstance(value, str):
+        return "post"
+    raise (ValueError if isinstance(value, str) else TypeError)(
+        f"residual must be False, True or 'post', got {_describe(value)}"
+    )
 
 
 def check_finite_array(

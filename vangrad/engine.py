@@ -11,10 +11,12 @@ Conventions. Layers `l = 1..L` have weights `W_l` of shape `(n_{l-1}, n_l)`; the
 - with batch normalisation, `z_l <- (z_l - mean(z_l)) / sqrt(var(z_l) + 1e-5)` (mean and biased
   variance over the batch, no learned scale or shift),
 - `a_l = phi(z_l)`,
-- `h_l = h_{l-1} + a_l` with residual connections, otherwise `h_l = a_l`.
+- `h_l = h_{l-1} + a_l` with residual connections (`residual=True`, the identity-mapping block
+  of He et al. 2016b), otherwise `h_l = a_l`; with `residual="post"` (the block of He et al.
+  2016, activation after the addition) `a_l = phi(h_{l-1} + z_l)` and `h_l = a_l`.
 
 The loss is the sum of every element of `h_L` (an upstream gradient of ones) unless the caller
-passes another upstream gradient.
+names another (`loss="random"`, see `loss_upstream`) or passes an upstream gradient.
 
 Log space. The backward pass is linear in the upstream gradient, so after every layer the
 running gradient is divided by the power of two just above its norm, and that power's exponent
@@ -40,7 +42,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from vangrad import fast_engine
-from vangrad._validation import check_bool
+from vangrad._validation import LOSSES, check_bool, check_loss, check_residual, check_seed
 from vangrad.activations import Activation, values_and_slopes
 from vangrad.flow import (
     BATCHNORM_EPSILON,
@@ -69,6 +71,7 @@ __all__ = [
     "backprop",
     "backward",
     "forward",
+    "loss_upstream",
     "run_network",
     "run_reference",
 ]
@@ -79,6 +82,51 @@ ENGINES = ("fast", "reference")
 Upstream = np.ndarray | Callable[[np.ndarray], np.ndarray] | None
 
 
+def loss_upstream(
+    loss: str,
+    output_shape: tuple[int, ...],
+    rng: np.random.Generator,
+    dtype: np.dtype | type[np.floating] = np.float64,
+) -> np.ndarray | None:
+    """The upstream gradient `dLoss/dh_L` of a named loss (one of `LOSSES`), per network.
+
+    Why a named loss. Both losses are linear, `sum(G * h_L)`, so the gradient they send down
+    is `G` itself, and the only difference between them is its direction:
+
+    - `"sum"`: `G` is all ones (returned as `None`, the engines' default). The same for every
+      sample and unit, so it correlates with anything that is not zero-mean (ReLU's on/off
+      masks), and batch normalisation's backward pass, which removes the batch mean, removes it.
+    - `"random"`: `G` is drawn from the standard normal, independent of the network, and then
+      scaled, per network, to the norm of the ones, `sqrt(batch * n_L)`. Independence is what
+      mean-field theory assumes of the back-propagated signal; the common norm makes the two
+      losses' input gradients directly comparable. The name says what matters (a draw
+      independent of the network), not the distribution.
+
+    `rng` is the caller's generator: `simulate` and `sweep` draw `G` after the weights, so a
+    network has the same weights whichever loss measures it.
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad.engine import loss_upstream
+
+        g = loss_upstream("random", (2, 8, 4), np.random.default_rng(0))  # 2 networks
+        print(g.shape, np.sqrt((g**2).sum(axis=(1, 2))).round(6).tolist())
+        #> (2, 8, 4) [5.656854, 5.656854]
+        print(loss_upstream("sum", (8, 4), np.random.default_rng(0)))
+        #> None
+        ```
+    """
+    loss = check_loss(loss)
+    if loss == "sum":
+        return None
+    g = rng.standard_normal(output_shape, dtype=np.dtype(dtype).type)
+    norms = np.sqrt(np.sum(np.square(g, dtype=np.float64), axis=(-2, -1), keepdims=True))
+    g *= (np.sqrt(output_shape[-2] * output_shape[-1]) / norms).astype(g.dtype)
+    return g
+
+
 def backprop(
     x: ArrayLike,
     weights: Sequence[ArrayLike],
@@ -86,8 +134,10 @@ def backprop(
     *,
     biases: Sequence[ArrayLike] | None = None,
     batchnorm: bool = False,
-    residual: bool = False,
+    residual: bool | str = False,
     upstream: ArrayLike | Callable[[np.ndarray], ArrayLike] | None = None,
+    loss: str = "sum",
+    seed: int | np.random.Generator = 0,
     keep_grads: bool = False,
 ) -> GradientFlow:
     """Run a forward and a backward pass and measure the gradient at every layer.
@@ -101,11 +151,19 @@ def backprop(
             `(trials, n_l)` with stacked weights. Default: no biases.
         batchnorm: Normalise each `z_l` over the batch (needs a batch of at least 2). A bias
             before batch normalisation cancels out: its gradient is zero.
-        residual: Add each layer's input to its output (needs equal widths).
+        residual: `True`: add each layer's input to its output, `h_l = h_{l-1} + phi(z_l)`
+            (the identity-mapping block of He et al. 2016b). `"post"`: add the input before
+            the activation, `h_l = phi(h_{l-1} + z_l)` (the block of He et al. 2016, with a
+            ReLU after the addition). Both need equal widths.
         upstream: `dLoss/dh_L`, an array that broadcasts to the shape of `h_L`; or a function
             of the output `h_L` that returns it, for a loss whose gradient depends on the
             output (`lambda h: h - y` for the squared error `0.5 ||h_L - y||^2`). Default:
-            ones, so the loss is the sum of `h_L`.
+            the gradient of `loss`.
+        loss: Used when `upstream` is not given: `"sum"` (default), the sum of `h_L`, an
+            upstream gradient of ones; or `"random"`, a standard normal upstream gradient
+            scaled to the norm of the ones, drawn from `seed` (see `loss_upstream`).
+        seed: For `loss="random"`: an integer >= 0, or a `numpy.random.Generator`
+            (unused by the sum loss, which draws nothing).
         keep_grads: Also return every `dLoss/dh_l`, `dLoss/dW_l` (and `dLoss/db_l`).
 
     Returns:
@@ -115,7 +173,8 @@ def backprop(
     Raises:
         TypeError: If an argument has the wrong type (the message names it).
         ValueError: If shapes do not chain, `x` or a weight is not finite, `weights` is empty,
-            `residual` meets unequal widths, or `batchnorm` meets a batch of 1.
+            `residual` meets unequal widths, `batchnorm` meets a batch of 1, `loss` is not one
+            of `LOSSES`, or `upstream` is given with `loss="random"`.
 
     Example:
         ```py
@@ -134,8 +193,15 @@ def backprop(
     """
     act = check_activation(activation)
     batchnorm = check_bool("batchnorm", batchnorm)
-    residual = check_bool("residual", residual)
+    residual = check_residual(residual)
     keep_grads = check_bool("keep_grads", keep_grads)
+    loss = check_loss(loss)
+    if upstream is not None and loss != "sum":
+        raise ValueError(
+            f"give either upstream (an array or a function) or loss={loss!r}, not both: "
+            f"loss names the upstream gradient, one of {sorted(LOSSES)}"
+        )
+    rng = check_seed(seed)
     checked = check_weights(weights)
     x_array = check_input(x, checked)
     dtype = np.result_type(x_array, *checked)
@@ -162,6 +228,8 @@ def backprop(
 
     elif upstream is not None:
         checked_upstream = check_upstream(upstream, output_shape, dtype)
+    else:
+        checked_upstream = loss_upstream(loss, output_shape, rng, dtype)
     return run_network(
         x_array,
         checked,
@@ -181,7 +249,7 @@ def run_network(
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
-    residual: bool = False,
+    residual: bool | str = False,
     upstream: Upstream = None,
     keep_grads: bool = False,
     gain: np.ndarray | None = None,
@@ -240,7 +308,7 @@ def forward(
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
-    residual: bool = False,
+    residual: bool | str = False,
     gain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[Layer]]:
     """Run the layers from `h_0 = x`; return `h_L` and a `Layer` per layer."""
@@ -255,8 +323,10 @@ def forward(
         if batchnorm:  # z_l <- (z_l - mean) / sqrt(var + eps), over the batch
             z_hat, inverse_std = normalise(z, axis=-2)
             z = z_hat  # from here on, z is the normalised z_l
+        if residual == "post":  # the input joins before the activation
+            z = h + z  # from here on, z is h_{l-1} + z_l
         a, slope = values_and_slopes(activation, z)  # phi(z_l), phi'(z_l)
-        h_out = h + a if residual else a  # h_l
+        h_out = h + a if residual is True else a  # h_l
         statistics = layer_statistics(z, a, slope, h_out, activation)
         layers.append(Layer(h, slope, z_hat, inverse_std, statistics))
         h = h_out
@@ -288,7 +358,7 @@ def backward(
     weights: Sequence[np.ndarray],
     upstream: np.ndarray,
     *,
-    residual: bool = False,
+    residual: bool | str = False,
     gain: np.ndarray | None = None,
     has_biases: bool = False,
     measure_weight_grads: bool = True,
@@ -303,6 +373,8 @@ def backward(
     for layer, w in zip(reversed(layers), reversed(weights), strict=True):
         # Through the activation, a = phi(z): dLoss/dz = dLoss/da * phi'(z).
         dz = g * layer.slope
+        # With residual="post", z was h_in + z_l: this dz reaches h_in directly too.
+        dz_sum = dz
         # Through batch normalisation (derived in normalise_backward).
         if layer.inverse_std is not None:
             dz = normalise_backward(dz, layer.z_hat, layer.inverse_std, -2)
@@ -322,8 +394,10 @@ def backward(
         if gain is not None:
             g_in = g_in * gain
         # Through the residual identity, h = h_in + a: g reaches h_in too.
-        if residual:
+        if residual is True:
             g_in = g_in + g
+        elif residual == "post":  # a = phi(h_in + z_l)
+            g_in = g_in + dz_sum
         # Log space: record the norm, then divide g by the power of two just
         # above its norm (exact: only the exponents change), and add that
         # power's exponent to the running scale.
@@ -422,7 +496,7 @@ def run_reference(
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
-    residual: bool = False,
+    residual: bool | str = False,
     upstream: Upstream = None,
     keep_grads: bool = False,
     gain: np.ndarray | None = None,

@@ -256,7 +256,7 @@ def run_fast(
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
-    residual: bool = False,
+    residual: bool | str = False,
     upstream: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
     keep_grads: bool = False,
     gain: np.ndarray | None = None,
@@ -380,7 +380,7 @@ def _run_stack(
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
-    residual: bool = False,
+    residual: bool | str = False,
     upstream: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
     keep_grads: bool = False,
     gain: np.ndarray | None = None,
@@ -473,7 +473,7 @@ class _Forward:
         *,
         biases: Sequence[np.ndarray] | None,
         batchnorm: bool,
-        residual: bool,
+        residual: bool | str,
         gain: np.ndarray | None,
         stack: tuple[int, ...],
         keep_inputs: bool,
@@ -564,13 +564,16 @@ class _Forward:
         if self.batchnorm:
             arrays.inverse_stds.append(_batchnorm_forward(z))
             self.normalised[layer] = (z, arrays.inverse_stds[-1])
-        a, d = _activate(self.activation, z, h.dtype, z_is_scratch=not self.batchnorm)
+        scratch_z = not self.batchnorm
+        if self.residual == "post":  # the input joins before the activation: a new array
+            z, scratch_z = h + z, False
+        a, d = _activate(self.activation, z, h.dtype, z_is_scratch=scratch_z)
         from_value = self.activation.slope_from_value is not None
         self.slopes[layer] = a if from_value else d
         self.from_value[layer] = from_value
         arrays.zs.append(z)
         arrays.values.append(a)
-        h = h + a if self.residual else a
+        h = h + a if self.residual is True else a
         arrays.outputs.append(h)
         return h, d
 
@@ -601,12 +604,14 @@ class _Forward:
             if batchnorm:
                 inverse_stds.append(_batchnorm_forward(z))
                 self.normalised[layer] = (z, inverse_stds[-1])
+            if residual == "post":  # the input joins before the activation
+                z = h + z
             a = function(z)
             if np.shape(a) != z.shape:  # a custom activation that returned a scalar
                 a = conform_to_layer(self.activation, "function", a, z)
             zs.append(z)
             values.append(a)
-            if residual:
+            if residual is True:
                 h = h + a
                 outputs.append(h)
             else:
@@ -644,7 +649,7 @@ class _Forward:
         ok = _all_finite(z_all, group_stack)
         if inverse_stds:
             ok = ok & _all_finite(_stacked(inverse_stds), group_stack)
-        if self.residual:
+        if self.residual is True:
             ok = ok & _all_finite(_stacked(outputs), group_stack)
         else:
             ok = ok & _all_finite(a_all, group_stack, sums)
@@ -747,6 +752,9 @@ class _Backward:
         for layer in reversed(chunk):
             dz = self._local_gradient(g, layer, in_place)
             normalised = forward.normalised[layer] is not None
+            # With residual="post" the dz of the sum h_in + z_l reaches h_in directly, before
+            # batch normalisation's backward pass changes dz in place.
+            dz_sum = (dz.copy() if normalised else dz) if residual == "post" else None
             if normalised:
                 _batchnorm_backward(dz, *forward.normalised[layer])
             if has_biases:
@@ -761,12 +769,15 @@ class _Backward:
                 shape = (*_stack_of(dz, w_t), dz.shape[-2], w_t.shape[-1])
                 # Not g's buffer (the residual term adds g), nor dz's (read by the product and
                 # again for the weight gradient).
-                out = buffers.take(shape, self.dtype, g, dz)
+                busy = (g, dz) if dz_sum is None else (g, dz, dz_sum)
+                out = buffers.take(shape, self.dtype, *busy)
             g_below = np.matmul(dz, w_t, out=out)
             if gain is not None:
                 g_below *= gain
-            if residual:
+            if residual is True:
                 g_below += g
+            elif residual == "post":
+                g_below += dz_sum
             gs.append(g_below)
             g = g_below
         return gs, dzs, dbs

@@ -59,7 +59,8 @@ class GradientFlow:
         output: The network's output `h_L`, shape `(batch, n_L)` or `(trials, batch, n_L)`.
         activation: The activation used.
         batchnorm: Whether batch normalisation was on.
-        residual: Whether residual connections were on.
+        residual: The residual setting: `False`, `True` (identity skips) or `"post"` (the
+            activation after the addition).
         grads: With `keep_grads=True`, the gradients `dLoss/dh_l` for `l = 0..L` (each shaped
             like `h_l`, per trial); otherwise `None`. Plain floats: they can underflow.
         weight_grads: With `keep_grads=True`, the gradients `dLoss/dW_l` for `l = 1..L`;
@@ -80,7 +81,7 @@ class GradientFlow:
     output: np.ndarray = field(repr=False)
     activation: Activation = field(repr=False)
     batchnorm: bool = False
-    residual: bool = False
+    residual: bool | str = False
     grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
     weight_grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
     log10_bias_grad_norms: np.ndarray | None = field(default=None, repr=False)

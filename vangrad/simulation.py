@@ -6,14 +6,15 @@ import numpy as np
 
 from vangrad._validation import (
     check_bool,
-    check_choice,
     check_float_dtype,
+    check_loss,
     check_nonnegative_float,
     check_positive_int,
+    check_residual,
     check_seed,
 )
 from vangrad.activations import Activation
-from vangrad.engine import run_network
+from vangrad.engine import loss_upstream, run_network
 from vangrad.flow import GradientFlow
 from vangrad.initializers import Initializer, get_initializer
 from vangrad.network_checks import check_activation, check_batch_for_batchnorm
@@ -31,7 +32,7 @@ def simulate(
     bias_std: float = 0.0,
     batch_size: int,
     batchnorm: bool = False,
-    residual: bool = False,
+    residual: bool | str = False,
     trials: int = 1,
     seed: int | np.random.Generator = 0,
     dtype: str | type[np.floating] = "float64",
@@ -56,13 +57,16 @@ def simulate(
             after the weights; 0 (default) means no biases.
         batch_size: The number of input samples; an integer >= 1 (>= 2 with `batchnorm`).
         batchnorm: Normalise each layer's pre-activations over the batch.
-        residual: Add each layer's input to its output.
+        residual: `True`: add each layer's input to its output, `h_l = h_{l-1} + phi(z_l)`;
+            `"post"`: add it before the activation, `h_l = phi(h_{l-1} + z_l)` (see `backprop`).
         trials: The number of independent networks; an integer >= 1.
         seed: An integer >= 0, or a `numpy.random.Generator` to draw from.
         dtype: `"float64"` (default) or `"float32"`.
         loss: `"sum"` (default): the loss is the sum of the outputs, an upstream gradient of
-            ones. `"random"`: a standard normal upstream gradient, drawn last and independent
-            of the network, as mean-field theory assumes.
+            ones. `"random"`: a standard normal upstream gradient, drawn last (so the weights
+            are the same for both losses) and independent of the network, as mean-field
+            theory assumes, scaled per network to the norm of the ones (see
+            `vangrad.engine.loss_upstream`).
         keep_grads: Also return every gradient (see `backprop`).
 
     Returns:
@@ -101,10 +105,10 @@ def simulate(
     initializer = get_initializer(init)
     scale = initializer.check_scale(weight_scale)
     batchnorm = check_bool("batchnorm", batchnorm)
-    residual = check_bool("residual", residual)
+    residual = check_residual(residual)
     keep_grads = check_bool("keep_grads", keep_grads)
     bias_std = check_nonnegative_float("bias_std", bias_std)
-    loss = check_choice("loss", loss, ("random", "sum"))
+    loss = check_loss(loss)
     float_dtype = check_float_dtype("dtype", dtype)
     if batchnorm:
         check_batch_for_batchnorm(batch_size, f"batch_size={batch_size}")
@@ -122,10 +126,8 @@ def simulate(
         # Drawn after the weights, so a network with biases has the same weights as one without.
         drawn_biases = rng.normal(0.0, bias_std, size=(depth, trials, 1, width))
         biases = list(drawn_biases.astype(float_dtype).reshape(*shape[:-2], 1, width))
-    upstream = None
-    if loss == "random":
-        stack = () if trials == 1 else (trials,)
-        upstream = rng.standard_normal((*stack, batch_size, width), dtype=float_dtype)
+    stack = () if trials == 1 else (trials,)
+    upstream = loss_upstream(loss, (*stack, batch_size, width), rng, float_dtype)
     return run_network(
         x,
         weights,

@@ -13,12 +13,13 @@ from vangrad._validation import (
     check_choice,
     check_finite_array,
     check_float_dtype,
+    check_loss,
     check_positive_float,
     check_positive_int,
     check_seed,
 )
 from vangrad.activations import Activation
-from vangrad.engine import run_network
+from vangrad.engine import loss_upstream, run_network
 from vangrad.initializers import Initializer, get_initializer
 from vangrad.network_checks import check_activation, check_batch_for_batchnorm
 
@@ -48,9 +49,11 @@ class Sweep:
         q25: The lower quartile over trials.
         q75: The upper quartile over trials.
         overflow_fraction: The fraction of trials whose forward pass overflowed.
-        log10_output_grad: `log10 ||dLoss/dh_L||`, the same at every grid point: the loss is
-            the sum of the outputs, so it is `log10 sqrt(batch_size * width)`. Subtract it
-            from the statistics for the gradient at the input relative to the output.
+        log10_output_grad: `log10 ||dLoss/dh_L||`, the same at every grid point and for both
+            losses: `log10 sqrt(batch_size * width)`, the norm of the sum loss's ones (the
+            random loss is scaled to it). Subtract it from the statistics for the gradient at
+            the input relative to the output.
+        loss: The loss, one of `LOSSES`.
         dims: The names of the axes.
     """
 
@@ -66,6 +69,7 @@ class Sweep:
     q75: np.ndarray = field(repr=False)
     overflow_fraction: np.ndarray = field(repr=False)
     log10_output_grad: float = 0.0
+    loss: str = "sum"
     dims: tuple[str, ...] = ("activation", "init", "batchnorm", "residual", "weight_scale", "depth")
 
     def labels(self, dim: str) -> list[object]:
@@ -122,6 +126,7 @@ def sweep(
     residual: bool | Sequence[bool] = False,
     seed: int | np.random.Generator = 0,
     dtype: str | type[np.floating] = "float64",
+    loss: str = "sum",
 ) -> Sweep:
     """Measure the input-layer gradient norm over a grid of networks.
 
@@ -130,7 +135,9 @@ def sweep(
     `d` uses the first `d` layers, and the weight scale multiplies the weights. These common
     random numbers make neighbouring grid points directly comparable. All weight scales (and
     trials) of one (activation, init, batchnorm, residual, depth) run as one stacked engine
-    call. Each trial has its own input, standard normal of shape `(batch_size, width)`.
+    call. Each trial has its own input, standard normal of shape `(batch_size, width)`, and
+    with `loss="random"` its own upstream gradient, drawn after the weights and shared, like
+    them, by every grid point.
 
     Memory grows as `depth * len(weight_scales) * trials * batch_size * width` floats.
 
@@ -149,6 +156,8 @@ def sweep(
             `[False, True]`.
         seed: An integer >= 0, or a `numpy.random.Generator`.
         dtype: `"float64"` (default) or `"float32"`.
+        loss: `"sum"` (default), the sum of the outputs, or `"random"`, a random upstream
+            gradient (see `vangrad.engine.loss_upstream`).
 
     Returns:
         A `Sweep`.
@@ -182,6 +191,7 @@ def sweep(
     norms = _check_switch("batchnorm", batchnorm)
     skips = _check_switch("residual", residual)
     float_dtype = check_float_dtype("dtype", dtype)
+    loss = check_loss(loss)
     if any(norms):
         check_batch_for_batchnorm(batch_size, f"batch_size={batch_size}")
     rng = check_seed(seed)
@@ -204,6 +214,8 @@ def sweep(
         base = initializer.sample(
             rng, width, width, weight_scale=1.0, trials=max_depth * trials, dtype=float_dtype
         ).reshape(max_depth, trials, width, width)
+        # One per trial; it broadcasts over the weight scales, as the weights do.
+        upstream = loss_upstream(loss, (trials, batch_size, width), rng, float_dtype)
         for (a, act), (b, norm), (r, skip), (k, depth) in itertools.product(
             enumerate(acts), enumerate(norms), enumerate(skips), enumerate(depth_values)
         ):
@@ -213,6 +225,7 @@ def sweep(
                 act,
                 batchnorm=norm,
                 residual=skip,
+                upstream=upstream,
                 gain=gain,
                 measure_weight_grads=False,
             )
@@ -235,6 +248,7 @@ def sweep(
         q75=q75,
         overflow_fraction=overflowed.mean(axis=-1),
         log10_output_grad=0.5 * float(np.log10(batch_size * width)),
+        loss=loss,
     )
 
 
