@@ -307,7 +307,10 @@ def _theory_figures() -> dict[str, Callable[[], Any]]:
                 for kind in ("gaussian", "orthogonal")
             }
             plot_singular_values(spectra, ax=ax)
-            ax.set_title(f"{activation} at chi_1 = 1, width {JACOBIAN['width']}, 4 seeds pooled")
+            ax.set_title(
+                f"{activation} at chi_1 = 1, width {JACOBIAN['width']}, "
+                f"{JACOBIAN['trials']} seeds pooled"
+            )
         return axes[0]
 
     def glorot_bengio() -> Any:
@@ -343,15 +346,19 @@ def _theory_tables() -> dict[str, Callable[[], str]]:
         runs = _jacobian_runs()
         rows = [
             "| activation | weights | depth | mean eigenvalue of J J^T | variance, measured "
-            "| variance, predicted |",
-            "|---|---|---:|---:|---:|---:|",
+            "| its standard error | variance, predicted | measured / predicted |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for (activation, kind), run in runs.items():
             for depth, predicted in zip(JACOBIAN["depths"], run["predicted"], strict=True):
                 eigenvalues = run["spectra"][depth] ** 2
+                # One variance per seed; their scatter gives the standard error of the mean.
+                variances = eigenvalues.var(axis=1)
+                error = variances.std(ddof=1) / np.sqrt(variances.size)
                 rows.append(
                     f"| {activation} | {kind} | {depth} | {eigenvalues.mean():.3g} "
-                    f"| {np.mean(eigenvalues.var(axis=1)):.3g} | {predicted:.3g} |"
+                    f"| {variances.mean():.3g} | {error:.2g} | {predicted:.3g} "
+                    f"| {variances.mean() / predicted:.2f} |"
                 )
         return "\n".join(rows)
 
@@ -400,7 +407,7 @@ GLOROT_BENGIO = {
     "trials": 2,
     "seed": 0,
 }
-JACOBIAN = {"depths": [8, 32, 128], "width": 128, "trials": 4, "seed": 0, "tanh_q_star": 0.01}
+JACOBIAN = {"depths": [8, 32, 128], "width": 128, "trials": 32, "seed": 0, "tanh_q_star": 0.01}
 PHASE_DIAGRAM = {
     "sigma_w2": [round(0.25 + 0.125 * i, 3) for i in range(31)],
     "sigma_b2": [round(0.05 * i, 2) for i in range(21)],

@@ -750,7 +750,8 @@ def plot_singular_values(
 
     The spread of a deep network's spectrum covers orders of magnitude, so the bins are equal in
     `log10`; values below `floor` (ReLU's Jacobians are rank-deficient: exact zeros) are counted
-    in the first bin.
+    in the first bin, which is shaded, and each label says how many of its values that bin holds
+    for this reason.
 
     Example:
         ```py
@@ -758,9 +759,11 @@ def plot_singular_values(
 
         from vangrad.plotting import plot_singular_values
 
-        ax = plot_singular_values({"identity": np.ones(10), "half": np.full(10, 0.5)})
+        ax = plot_singular_values({"identity": np.ones(10), "rank 5": np.repeat([0.0, 0.5], 5)})
         print(ax.get_xlabel())
         #> singular value of the input-output Jacobian
+        print([text.get_text() for text in ax.get_legend().get_texts()])
+        #> ['identity', 'rank 5 (5 of 10 below 0.0001, in the first bin)']
         ```
     """
     if not isinstance(spectra, Mapping) or not spectra:
@@ -770,9 +773,17 @@ def plot_singular_values(
     ax = _new_axes(ax)
     top = max(float(np.max([np.max(v) for v in spectra.values()])), floor * 10)
     edges = np.geomspace(floor, top * 1.05, bins + 1)
+    clipped_any = False
     for label, singular in spectra.items():
-        values = np.clip(np.ravel(singular), floor, None)
-        ax.hist(values, bins=edges, histtype="step", linewidth=1.6, label=label)
+        raw = np.ravel(singular)
+        below = int(np.sum(raw < floor))
+        if below:
+            clipped_any = True
+            label = f"{label} ({below} of {raw.size} below {floor:g}, in the first bin)"
+        ax.hist(np.clip(raw, floor, None), bins=edges, histtype="step", linewidth=1.6, label=label)
+    if clipped_any:
+        # A reader must not mistake the pile-up of clipped values for part of the spectrum.
+        ax.axvspan(edges[0], edges[1], color="grey", alpha=0.2, linewidth=0)
     ax.set_xscale("log")
     ax.set_xlabel("singular value of the input-output Jacobian")
     ax.set_ylabel("count")
