@@ -113,14 +113,17 @@ def _figures() -> dict[str, Callable[[], Any]]:
         return ax
 
     def tanh_chain_scales() -> Any:
-        common = {"depth": 20, "width": 1, "batch_size": 1, "activation": "tanh", "trials": 200}
-        return profiles(
-            "20 tanh units of width 1: median and quartiles of 200 chains per scale",
-            [
-                (f"weight scale {scale}", {**common, "init": "normal", "weight_scale": scale})
-                for scale in (0.5, 1.0, 1.5, 3.0)
-            ],
-        )
+        # The chains of the page's first snippet: x = 1, as in the experiment it redoes.
+        from vangrad import backprop
+
+        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+        for scale in (0.5, 1.0, 1.5, 3.0):
+            rng = np.random.default_rng(0)
+            weights = list(rng.normal(0.0, scale, size=(20, 200, 1, 1)))
+            flow = backprop(np.ones((200, 1, 1)), weights, "tanh")
+            plot_gradient_profile(flow, label=f"weight scale {scale}", ax=ax)
+        ax.set_title("20 tanh units of width 1, input x = 1: median and quartiles of 200 chains")
+        return ax
 
     def tanh_sweep() -> Any:
         grid = sweep(

@@ -774,12 +774,13 @@ def plot_singular_values(
     top = max(float(np.max([np.max(v) for v in spectra.values()])), floor * 10)
     edges = np.geomspace(floor, top * 1.05, bins + 1)
     clipped_any = False
-    for label, singular in spectra.items():
+    for name, singular in spectra.items():
         raw = np.ravel(singular)
         below = int(np.sum(raw < floor))
+        label = name
         if below:
             clipped_any = True
-            label = f"{label} ({below} of {raw.size} below {floor:g}, in the first bin)"
+            label = f"{name} ({below} of {raw.size} below {floor:g}, in the first bin)"
         ax.hist(np.clip(raw, floor, None), bins=edges, histtype="step", linewidth=1.6, label=label)
     if clipped_any:
         # A reader must not mistake the pile-up of clipped values for part of the spectrum.
