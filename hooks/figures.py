@@ -235,8 +235,20 @@ def _figures() -> dict[str, Callable[[], Any]]:
         "tanh-sweep": tanh_sweep,
         "deep-sigmoid-profiles": deep_sigmoid_profiles,
         "sigmoid-tanh-saturation": sigmoid_and_tanh_saturation,
+        **_saturation_figures(),
         **_theory_figures(),
     }
+
+
+def _saturation_figures() -> dict[str, Callable[[], Any]]:
+    """The figures of the saturation page beyond the sigmoid and tanh."""
+    from vangrad.plotting import plot_activation
+
+    def softplus_saturation() -> Any:
+        _, ax = plt.subplots(figsize=(6, 4.2), layout="constrained")
+        return plot_activation("softplus", tangent_at=-3.0, shade=True, ax=ax)
+
+    return {"softplus-saturation": softplus_saturation}
 
 
 def _theory_figures() -> dict[str, Callable[[], Any]]:

@@ -15,6 +15,8 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from vangrad._validation import (
+    check_bool,
+    check_choice,
     check_finite_array,
     check_finite_float,
     check_instance,
@@ -112,16 +114,20 @@ def plot_gradient_bound(
     return ax
 
 
-def saturation_edge(activation: str | Activation, *, limit: float = 50.0) -> float:
+def saturation_edge(
+    activation: str | Activation, *, limit: float = 50.0, side: str = "right"
+) -> float:
     """Return the smallest `|z|` beyond which the activation counts as saturated.
 
     Saturated means what the engine's `saturated_fraction` means: the local derivative is below
     1% of the activation's largest derivative. Found on a fine grid (steps of 1e-4), on the
-    positive side; the sigmoid and tanh are symmetric, so the edge is the same on the left.
+    positive side by default; the sigmoid and tanh are symmetric, so the edge is the same on the
+    left. Softplus saturates on the left only: ask for `side="left"`.
 
     Args:
         activation: A name from `ACTIVATIONS` or an `Activation`.
         limit: How far to look; the edge must lie below it.
+        side: `"right"` (default) looks at `z > 0`, `"left"` at `z < 0`.
 
     Returns:
         The edge as a float, to four decimals.
@@ -135,16 +141,20 @@ def saturation_edge(activation: str | Activation, *, limit: float = 50.0) -> flo
 
         print(saturation_edge("sigmoid"), saturation_edge("tanh"))
         #> 5.9865 2.9933
+        print(saturation_edge("softplus", side="left"))
+        #> 4.5952
         ```
     """
     act = get_activation(activation)
     limit = check_positive_float("limit", limit)
+    side = check_choice("side", side, ("right", "left"))
     z = np.arange(0.0, limit, 1e-4)
-    below = act.derivative(z) < SATURATION_THRESHOLD * act.derivative_max
+    sign = 1.0 if side == "right" else -1.0
+    below = act.derivative(sign * z) < SATURATION_THRESHOLD * act.derivative_max
     if not below.any():
         raise ValueError(
-            f"activation {act.name!r} does not saturate for |z| < {limit:g}: its derivative "
-            f"stays above {SATURATION_THRESHOLD:.0%} of its maximum"
+            f"activation {act.name!r} does not saturate for |z| < {limit:g} on the {side}: its "
+            f"derivative stays above {SATURATION_THRESHOLD:.0%} of its maximum"
         )
     return round(float(z[np.argmax(below)]), 4)
 
@@ -154,6 +164,7 @@ def plot_activation(
     *,
     tangent_at: float | None = None,
     span: float = 8.0,
+    shade: bool | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Plot an activation and its derivative, with the saturated regions shaded.
@@ -166,6 +177,9 @@ def plot_activation(
         activation: A name from `ACTIVATIONS` or an `Activation`.
         tangent_at: Where to draw the tangent, or `None` for no tangent.
         span: The x axis runs from `-span` to `span`.
+        shade: Whether to shade the saturated regions; by default (`None`) only for bounded
+            activations (sigmoid, tanh), since a ReLU's zero slope is a switched-off unit
+            rather than a saturated one. Softplus saturates on one side: pass `True`.
         ax: Where to draw; a new figure when omitted.
 
     Returns:
@@ -187,10 +201,11 @@ def plot_activation(
         tangent_at = check_finite_float("tangent_at", tangent_at)
     z = np.linspace(-span, span, 801)
     value, slope = act.value_and_derivative(z)
+    shade = act.squashing if shade is None else check_bool("shade", shade)
     ax = _new_axes(ax)
     ax.plot(z, value, label=f"{act.name}(z)", color="C0", linewidth=2)
     ax.plot(z, slope, label=f"{act.name}'(z)", color="C1", linewidth=2, linestyle="--")
-    if act.squashing:
+    if shade:
         saturated = slope < SATURATION_THRESHOLD * act.derivative_max
         ax.fill_between(
             z,
