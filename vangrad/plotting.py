@@ -69,7 +69,8 @@ def plot_gradient_bound(
 ) -> Axes:
     """Plot the gradient-magnitude bound against the number of layers it passes through.
 
-    The y axis is logarithmic (its ticks are powers of ten), so the exponential decay
+    The bound holds for a chain of scalar units whose weights are at most 1 in size, which the
+    title says. The y axis is logarithmic (its ticks are powers of ten), so the exponential decay
     `derivative_max ** k` is a straight line. The curve is drawn from
     [`log10_gradient_bound`][vangrad.log10_gradient_bound], so it stays right at depths where
     the bound itself is far below the smallest float64.
@@ -89,6 +90,8 @@ def plot_gradient_bound(
         ax = plot_gradient_bound(1000)
         print(ax.get_xlabel())
         #> Number of sigmoid layers between the output and the layer, k
+        print(ax.get_title())
+        #> The most gradient that can survive k layers: a chain of scalar units, |w| ≤ 1
         print([label.get_text() for label in ax.get_yticklabels()][1:4])
         #> ['$10^{-600}$', '$10^{-500}$', '$10^{-400}$']
         ```
@@ -107,7 +110,8 @@ def plot_gradient_bound(
     _powers_of_ten(ax)
     ax.set_xlabel(f"Number of {layers} between the output and the layer, k")
     ax.set_ylabel("Upper bound on the gradient (relative to the output)")
-    ax.set_title("The most gradient that can survive k layers")
+    # The bound needs both conditions: one unit per layer and no weight larger than 1 in size.
+    ax.set_title("The most gradient that can survive k layers: a chain of scalar units, |w| ≤ 1")
     ax.grid(visible=True, which="both", linestyle="--", alpha=0.5)
     ax.legend()
     ax.set_xlim(0, k[-1] + 1)
