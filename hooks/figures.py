@@ -113,14 +113,17 @@ def _figures() -> dict[str, Callable[[], Any]]:
         return ax
 
     def tanh_chain_scales() -> Any:
-        common = {"depth": 20, "width": 1, "batch_size": 1, "activation": "tanh", "trials": 200}
-        return profiles(
-            "20 tanh units of width 1: median and quartiles of 200 chains per scale",
-            [
-                (f"weight scale {scale}", {**common, "init": "normal", "weight_scale": scale})
-                for scale in (0.5, 1.0, 1.5, 3.0)
-            ],
-        )
+        # The chains of the page's first snippet: x = 1, as in the experiment it redoes.
+        from vangrad import backprop
+
+        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+        for scale in (0.5, 1.0, 1.5, 3.0):
+            rng = np.random.default_rng(0)
+            weights = list(rng.normal(0.0, scale, size=(20, 200, 1, 1)))
+            flow = backprop(np.ones((200, 1, 1)), weights, "tanh")
+            plot_gradient_profile(flow, label=f"weight scale {scale}", ax=ax)
+        ax.set_title("20 tanh units of width 1, input x = 1: median and quartiles of 200 chains")
+        return ax
 
     def tanh_sweep() -> Any:
         grid = sweep(
@@ -240,8 +243,20 @@ def _figures() -> dict[str, Callable[[], Any]]:
         "tanh-sweep": tanh_sweep,
         "deep-sigmoid-profiles": deep_sigmoid_profiles,
         "sigmoid-tanh-saturation": sigmoid_and_tanh_saturation,
+        **_saturation_figures(),
         **_theory_figures(),
     }
+
+
+def _saturation_figures() -> dict[str, Callable[[], Any]]:
+    """The figures of the saturation page beyond the sigmoid and tanh."""
+    from vangrad.plotting import plot_activation
+
+    def softplus_saturation() -> Any:
+        _, ax = plt.subplots(figsize=(6, 4.2), layout="constrained")
+        return plot_activation("softplus", tangent_at=-3.0, shade=True, ax=ax)
+
+    return {"softplus-saturation": softplus_saturation}
 
 
 def _theory_figures() -> dict[str, Callable[[], Any]]:
@@ -315,7 +330,10 @@ def _theory_figures() -> dict[str, Callable[[], Any]]:
                 for kind in ("gaussian", "orthogonal")
             }
             plot_singular_values(spectra, ax=ax)
-            ax.set_title(f"{activation} at chi_1 = 1, width {JACOBIAN['width']}, 4 seeds pooled")
+            ax.set_title(
+                f"{activation} at chi_1 = 1, width {JACOBIAN['width']}, "
+                f"{JACOBIAN['trials']} seeds pooled"
+            )
         return axes[0]
 
     def glorot_bengio() -> Any:
@@ -351,15 +369,19 @@ def _theory_tables() -> dict[str, Callable[[], str]]:
         runs = _jacobian_runs()
         rows = [
             "| activation | weights | depth | mean eigenvalue of J J^T | variance, measured "
-            "| variance, predicted |",
-            "|---|---|---:|---:|---:|---:|",
+            "| its standard error | variance, predicted | measured / predicted |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
         for (activation, kind), run in runs.items():
             for depth, predicted in zip(JACOBIAN["depths"], run["predicted"], strict=True):
                 eigenvalues = run["spectra"][depth] ** 2
+                # One variance per seed; their scatter gives the standard error of the mean.
+                variances = eigenvalues.var(axis=1)
+                error = variances.std(ddof=1) / np.sqrt(variances.size)
                 rows.append(
                     f"| {activation} | {kind} | {depth} | {eigenvalues.mean():.3g} "
-                    f"| {np.mean(eigenvalues.var(axis=1)):.3g} | {predicted:.3g} |"
+                    f"| {variances.mean():.3g} | {error:.2g} | {predicted:.3g} "
+                    f"| {variances.mean() / predicted:.2f} |"
                 )
         return "\n".join(rows)
 
@@ -408,7 +430,7 @@ GLOROT_BENGIO = {
     "trials": 2,
     "seed": 0,
 }
-JACOBIAN = {"depths": [8, 32, 128], "width": 128, "trials": 4, "seed": 0, "tanh_q_star": 0.01}
+JACOBIAN = {"depths": [8, 32, 128], "width": 128, "trials": 32, "seed": 0, "tanh_q_star": 0.01}
 PHASE_DIAGRAM = {
     "sigma_w2": [round(0.25 + 0.125 * i, 3) for i in range(31)],
     "sigma_b2": [round(0.05 * i, 2) for i in range(21)],

@@ -154,7 +154,12 @@ def good_calls() -> dict[str, dict[str, Any]]:
             "activation": "tanh",
             "input_second_moment": 1.0,
         },
-        "vangrad.plotting.plot_activation": {"activation": "tanh", "tangent_at": 0.5, "span": 4.0},
+        "vangrad.plotting.plot_activation": {
+            "activation": "tanh",
+            "tangent_at": 0.5,
+            "span": 4.0,
+            "shade": True,
+        },
         "vangrad.plotting.plot_comparison": {"grid": o["grid"], "depth": 5, "weight_scale": 1.0},
         "vangrad.plotting.plot_decision_boundary": {
             "network": o["network"],
@@ -190,7 +195,7 @@ def good_calls() -> dict[str, dict[str, Any]]:
             "vmin": -6.0,
             "vmax": -1.0,
         },
-        "vangrad.plotting.saturation_edge": {"activation": "tanh", "limit": 50.0},
+        "vangrad.plotting.saturation_edge": {"activation": "tanh", "limit": 50.0, "side": "left"},
         "vangrad.training.loss_and_gradients": {"network": o["network"], "x": o["x"], "y": o["y"]},
         "vangrad.training.make_network": {
             "n_features": 2,

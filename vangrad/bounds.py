@@ -2,7 +2,7 @@
 
 Backpropagation multiplies one local derivative per layer. The logistic sigmoid's derivative
 never exceeds 1/4, so in a chain of scalar units whose weights have magnitude at most one, the
-gradient that reaches a unit k layers below the output is at most `0.25 ** k` of the gradient at
+gradient that reaches a unit k layers below the output is at most $0.25^k$ of the gradient at
 the output. These functions return that bound for every layer of a stack.
 """
 
@@ -30,9 +30,11 @@ def gradient_bound(num_layers: int, derivative_max: float = SIGMOID_DERIVATIVE_M
     """Return the gradient-magnitude bound at each layer, from the input layer to the output layer.
 
     Entry `i` is `derivative_max ** (num_layers - i)`: the input layer sits behind all
-    `num_layers` derivatives, the output layer behind one.
+    `num_layers` derivatives, the output layer behind one. The bound holds for a chain of
+    scalar units whose weights have magnitude at most one; in a layer of many units the weights
+    enter through the matrix (see the deep sigmoid networks page).
 
-    The powers are ordinary floats, so they underflow: in float64, `0.25 ** k` becomes
+    The powers are ordinary floats, so they underflow: in float64, $0.25^k$ becomes
     subnormal from k = 512 and exactly 0.0 from k = 538. For deeper stacks use
     [`log10_gradient_bound`][vangrad.log10_gradient_bound], which stays exact.
 

@@ -1,4 +1,10 @@
-"""Gradient clipping by global norm, the usual remedy for exploding gradients in training."""
+"""Gradient clipping by global norm, the usual remedy for exploding gradients in training.
+
+Pascanu, Mikolov and Bengio (2013, "On the difficulty of training recurrent neural networks")
+proposed rescaling the gradient whenever its norm passes a threshold, for recurrent networks
+whose gradients explode; clipping by the global norm of all the weight gradients together is
+that rule applied to the whole parameter vector.
+"""
 
 from __future__ import annotations
 
@@ -20,12 +26,12 @@ def _scaled_norm(array: np.ndarray, largest: float) -> float:
 
 
 def clip_by_norm(grads: Sequence[ArrayLike], max_norm: float) -> tuple[list[np.ndarray], float]:
-    """Scale a list of gradients so that their global norm is at most `max_norm`.
+    r"""Scale a list of gradients so that their global norm is at most `max_norm`.
 
     The global norm is the Frobenius norm of all the arrays together,
-    `sqrt(sum(||g||^2 for g in grads))`. If it exceeds `max_norm`, every array is multiplied by
-    `max_norm / norm`, which keeps the direction of the update; otherwise the arrays are
-    returned unchanged (the same arrays).
+    $\lVert g \rVert = \sqrt{\sum_i \lVert g_i \rVert^2}$. If it exceeds `max_norm` $= c$, every
+    array is multiplied by $c / \lVert g \rVert$, which keeps the direction of the update
+    (Pascanu et al. 2013); otherwise the arrays are returned unchanged (the same arrays).
 
     Args:
         grads: The gradients, arrays of any shape; finite.

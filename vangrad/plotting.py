@@ -15,6 +15,8 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from vangrad._validation import (
+    check_bool,
+    check_choice,
     check_finite_array,
     check_finite_float,
     check_instance,
@@ -67,7 +69,8 @@ def plot_gradient_bound(
 ) -> Axes:
     """Plot the gradient-magnitude bound against the number of layers it passes through.
 
-    The y axis is logarithmic (its ticks are powers of ten), so the exponential decay
+    The bound holds for a chain of scalar units whose weights are at most 1 in size, which the
+    title says. The y axis is logarithmic (its ticks are powers of ten), so the exponential decay
     `derivative_max ** k` is a straight line. The curve is drawn from
     [`log10_gradient_bound`][vangrad.log10_gradient_bound], so it stays right at depths where
     the bound itself is far below the smallest float64.
@@ -87,6 +90,8 @@ def plot_gradient_bound(
         ax = plot_gradient_bound(1000)
         print(ax.get_xlabel())
         #> Number of sigmoid layers between the output and the layer, k
+        print(ax.get_title())
+        #> The most gradient that can survive k layers: a chain of scalar units, |w| ≤ 1
         print([label.get_text() for label in ax.get_yticklabels()][1:4])
         #> ['$10^{-600}$', '$10^{-500}$', '$10^{-400}$']
         ```
@@ -105,23 +110,28 @@ def plot_gradient_bound(
     _powers_of_ten(ax)
     ax.set_xlabel(f"Number of {layers} between the output and the layer, k")
     ax.set_ylabel("Upper bound on the gradient (relative to the output)")
-    ax.set_title("The most gradient that can survive k layers")
+    # The bound needs both conditions: one unit per layer and no weight larger than 1 in size.
+    ax.set_title("The most gradient that can survive k layers: a chain of scalar units, |w| ≤ 1")
     ax.grid(visible=True, which="both", linestyle="--", alpha=0.5)
     ax.legend()
     ax.set_xlim(0, k[-1] + 1)
     return ax
 
 
-def saturation_edge(activation: str | Activation, *, limit: float = 50.0) -> float:
+def saturation_edge(
+    activation: str | Activation, *, limit: float = 50.0, side: str = "right"
+) -> float:
     """Return the smallest `|z|` beyond which the activation counts as saturated.
 
     Saturated means what the engine's `saturated_fraction` means: the local derivative is below
     1% of the activation's largest derivative. Found on a fine grid (steps of 1e-4), on the
-    positive side; the sigmoid and tanh are symmetric, so the edge is the same on the left.
+    positive side by default; the sigmoid and tanh are symmetric, so the edge is the same on the
+    left. Softplus saturates on the left only: ask for `side="left"`.
 
     Args:
         activation: A name from `ACTIVATIONS` or an `Activation`.
         limit: How far to look; the edge must lie below it.
+        side: `"right"` (default) looks at `z > 0`, `"left"` at `z < 0`.
 
     Returns:
         The edge as a float, to four decimals.
@@ -135,16 +145,20 @@ def saturation_edge(activation: str | Activation, *, limit: float = 50.0) -> flo
 
         print(saturation_edge("sigmoid"), saturation_edge("tanh"))
         #> 5.9865 2.9933
+        print(saturation_edge("softplus", side="left"))
+        #> 4.5952
         ```
     """
     act = get_activation(activation)
     limit = check_positive_float("limit", limit)
+    side = check_choice("side", side, ("right", "left"))
     z = np.arange(0.0, limit, 1e-4)
-    below = act.derivative(z) < SATURATION_THRESHOLD * act.derivative_max
+    sign = 1.0 if side == "right" else -1.0
+    below = act.derivative(sign * z) < SATURATION_THRESHOLD * act.derivative_max
     if not below.any():
         raise ValueError(
-            f"activation {act.name!r} does not saturate for |z| < {limit:g}: its derivative "
-            f"stays above {SATURATION_THRESHOLD:.0%} of its maximum"
+            f"activation {act.name!r} does not saturate for |z| < {limit:g} on the {side}: its "
+            f"derivative stays above {SATURATION_THRESHOLD:.0%} of its maximum"
         )
     return round(float(z[np.argmax(below)]), 4)
 
@@ -154,6 +168,7 @@ def plot_activation(
     *,
     tangent_at: float | None = None,
     span: float = 8.0,
+    shade: bool | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Plot an activation and its derivative, with the saturated regions shaded.
@@ -166,6 +181,9 @@ def plot_activation(
         activation: A name from `ACTIVATIONS` or an `Activation`.
         tangent_at: Where to draw the tangent, or `None` for no tangent.
         span: The x axis runs from `-span` to `span`.
+        shade: Whether to shade the saturated regions; by default (`None`) only for bounded
+            activations (sigmoid, tanh), since a ReLU's zero slope is a switched-off unit
+            rather than a saturated one. Softplus saturates on one side: pass `True`.
         ax: Where to draw; a new figure when omitted.
 
     Returns:
@@ -187,10 +205,11 @@ def plot_activation(
         tangent_at = check_finite_float("tangent_at", tangent_at)
     z = np.linspace(-span, span, 801)
     value, slope = act.value_and_derivative(z)
+    shade = act.squashing if shade is None else check_bool("shade", shade)
     ax = _new_axes(ax)
     ax.plot(z, value, label=f"{act.name}(z)", color="C0", linewidth=2)
     ax.plot(z, slope, label=f"{act.name}'(z)", color="C1", linewidth=2, linestyle="--")
-    if act.squashing:
+    if shade:
         saturated = slope < SATURATION_THRESHOLD * act.derivative_max
         ax.fill_between(
             z,
@@ -750,7 +769,8 @@ def plot_singular_values(
 
     The spread of a deep network's spectrum covers orders of magnitude, so the bins are equal in
     `log10`; values below `floor` (ReLU's Jacobians are rank-deficient: exact zeros) are counted
-    in the first bin.
+    in the first bin, which is shaded, and each label says how many of its values that bin holds
+    for this reason.
 
     Example:
         ```py
@@ -758,9 +778,11 @@ def plot_singular_values(
 
         from vangrad.plotting import plot_singular_values
 
-        ax = plot_singular_values({"identity": np.ones(10), "half": np.full(10, 0.5)})
+        ax = plot_singular_values({"identity": np.ones(10), "rank 5": np.repeat([0.0, 0.5], 5)})
         print(ax.get_xlabel())
         #> singular value of the input-output Jacobian
+        print([text.get_text() for text in ax.get_legend().get_texts()])
+        #> ['identity', 'rank 5 (5 of 10 below 0.0001, in the first bin)']
         ```
     """
     if not isinstance(spectra, Mapping) or not spectra:
@@ -770,9 +792,18 @@ def plot_singular_values(
     ax = _new_axes(ax)
     top = max(float(np.max([np.max(v) for v in spectra.values()])), floor * 10)
     edges = np.geomspace(floor, top * 1.05, bins + 1)
-    for label, singular in spectra.items():
-        values = np.clip(np.ravel(singular), floor, None)
-        ax.hist(values, bins=edges, histtype="step", linewidth=1.6, label=label)
+    clipped_any = False
+    for name, singular in spectra.items():
+        raw = np.ravel(singular)
+        below = int(np.sum(raw < floor))
+        label = name
+        if below:
+            clipped_any = True
+            label = f"{name} ({below} of {raw.size} below {floor:g}, in the first bin)"
+        ax.hist(np.clip(raw, floor, None), bins=edges, histtype="step", linewidth=1.6, label=label)
+    if clipped_any:
+        # A reader must not mistake the pile-up of clipped values for part of the spectrum.
+        ax.axvspan(edges[0], edges[1], color="grey", alpha=0.2, linewidth=0)
     ax.set_xscale("log")
     ax.set_xlabel("singular value of the input-output Jacobian")
     ax.set_ylabel("count")

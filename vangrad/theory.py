@@ -1,16 +1,21 @@
-"""Mean-field theory: predict, before running anything, how fast a wide network's gradient decays.
+r"""Mean-field theory: predict, before running anything, how fast a wide network's gradient decays.
 
-For a layer `z_l = h_{l-1} @ W_l + b_l` with weights `W_ij ~ N(0, sigma_w^2 / n)` and biases
-`b_i ~ N(0, sigma_b^2)`, the pre-activations of a wide network are Gaussian with a variance `q_l`
-that follows the variance map (Poole et al. 2016)
+For a layer $z_l = h_{l-1} W_l + b_l$ with weights $W_{ij} \sim \mathcal{N}(0, \sigma_w^2 / n)$ and
+biases $b_i \sim \mathcal{N}(0, \sigma_b^2)$, the pre-activations of a wide network are Gaussian
+with a variance $q_l$ that follows the variance map (Poole et al. 2016)
 
-    q_l = sigma_w^2 E_z[phi(sqrt(q_{l-1}) z)^2] + sigma_b^2,      z ~ N(0, 1),
+$$
+q_l = \sigma_w^2 \, \mathbb{E}_z\bigl[\phi(\sqrt{q_{l-1}}\, z)^2\bigr] + \sigma_b^2 ,
+\qquad z \sim \mathcal{N}(0, 1) ,
+$$
 
-and the mean squared gradient is multiplied, from layer `l` down to layer `l - 1`, by
+and the mean squared gradient is multiplied, from layer $l$ down to layer $l - 1$, by
 
-    chi(q_l) = sigma_w^2 E_z[phi'(sqrt(q_l) z)^2]
+$$
+\chi(q_l) = \sigma_w^2 \, \mathbb{E}_z\bigl[\phi'(\sqrt{q_l}\, z)^2\bigr]
+$$
 
-(Schoenholz et al. 2017). At the map's fixed point `q*` this is `chi_1`: below 1 the gradient
+(Schoenholz et al. 2017). At the map's fixed point $q^*$ this is $\chi_1$: below 1 the gradient
 vanishes (the ordered phase), above 1 it explodes (the chaotic phase), at 1 it keeps its size
 (the edge of chaos). The expectations are computed by quadrature; ReLU, leaky ReLU and the
 identity use their exact closed forms.
@@ -153,10 +158,10 @@ def _check_params(sigma_w2: ArrayLike, sigma_b2: ArrayLike) -> tuple[np.ndarray,
 def gaussian_expectation(
     function: object, q: ArrayLike, *, activation_kinked: bool = False
 ) -> np.ndarray:
-    """Return `E_z[function(sqrt(q) z)]`, `z ~ N(0, 1)`, for every entry of `q`, by quadrature.
+    r"""Return $\mathbb{E}_z[f(\sqrt{q}\, z)]$, $z \sim \mathcal{N}(0, 1)$, for each `q`.
 
-    Gauss-Hermite quadrature (101 nodes) for `q <= 1`; a composite Gauss-Legendre rule on
-    `|z| <= 12` whose panels shrink as `1 / sqrt(q)` for larger `q`, where a fixed set of
+    Gauss-Hermite quadrature (101 nodes) for $q \le 1$; a composite Gauss-Legendre rule on
+    $|z| \le 12$ whose panels shrink as $1 / \sqrt{q}$ for larger $q$, where a fixed set of
     Hermite nodes would step over the integrand's features.
 
     Args:
@@ -199,7 +204,9 @@ def _mean_square(act: Activation, q: np.ndarray, *, derivative: bool = False) ->
 def variance_map(
     q: ArrayLike, sigma_w2: ArrayLike, sigma_b2: ArrayLike = 0.0, activation: str = "tanh"
 ) -> np.ndarray:
-    """Return the next layer's pre-activation variance, `sigma_w^2 E[phi(sqrt(q) z)^2] + sigma_b^2`.
+    r"""Return the next layer's pre-activation variance from the previous one's, `q`.
+
+    That is $\sigma_w^2 \mathbb{E}[\phi(\sqrt{q} z)^2] + \sigma_b^2$, $z \sim \mathcal{N}(0, 1)$.
 
     Args:
         q: The previous layer's pre-activation variance (`>= 0`).
@@ -229,7 +236,7 @@ def variance_map(
 def chi(
     q: ArrayLike, sigma_w2: ArrayLike, sigma_b2: ArrayLike = 0.0, activation: str = "tanh"
 ) -> np.ndarray:
-    """Return `sigma_w^2 E[phi'(sqrt(q) z)^2]`: the factor on the mean squared gradient at `q`.
+    r"""Return $\sigma_w^2 \mathbb{E}[\phi'(\sqrt{q} z)^2]$, the mean squared gradient's factor.
 
     `sigma_b2` does not enter the factor itself, only the variance `q`; it is accepted so that
     the call reads like the others.
@@ -253,14 +260,15 @@ def chi(
 def fixed_point(
     sigma_w2: ArrayLike, sigma_b2: ArrayLike = 0.0, activation: str = "tanh"
 ) -> np.ndarray:
-    """Return the stable fixed point `q*` of the variance map (inf where the variance diverges).
+    r"""Return the stable fixed point $q^*$ of the variance map (inf where the variance diverges).
 
-    Bounded activations (tanh, sigmoid) are solved by bisection on `q_map(q) - q` over
-    `[0, sigma_w^2 sup phi^2 + sigma_b^2]`, where the map is positive then negative; ReLU, leaky
-    ReLU and the identity in closed form (`sigma_b^2 / (1 - sigma_w^2 c)`; inf when
-    `sigma_w^2 c >= 1` and the variance grows without bound; nan when `sigma_w^2 c = 1` without
-    biases, where every variance is kept as it starts). Other activations raise a `ValueError`:
-    follow them layer by layer with `variance_sequence` and `chi`.
+    Bounded activations (tanh, sigmoid) are solved by bisection on $q_\text{next}(q) - q$ over
+    $[0, \sigma_w^2 \sup \phi^2 + \sigma_b^2]$, where it is positive then negative; ReLU, leaky
+    ReLU and the identity in closed form ($\sigma_b^2 / (1 - \sigma_w^2 c)$, with $c$ the mean
+    square of the slope; inf when $\sigma_w^2 c \ge 1$ and the variance grows without bound; nan
+    when $\sigma_w^2 c = 1$ without biases, where every variance is kept as it starts). Other
+    activations raise a `ValueError`: follow them layer by layer with `variance_sequence` and
+    `chi`.
 
     Raises:
         ValueError: For another activation, or an out-of-range variance.
@@ -313,11 +321,11 @@ def fixed_point(
 
 
 def chi_1(sigma_w2: ArrayLike, sigma_b2: ArrayLike = 0.0, activation: str = "tanh") -> np.ndarray:
-    """Return `chi_1 = sigma_w^2 E[phi'(sqrt(q*) z)^2]`, the gradient factor at the fixed point.
+    r"""Return $\chi_1 = \sigma_w^2 \mathbb{E}[\phi'(\sqrt{q^*} z)^2]$, the factor at $q^*$.
 
-    `chi_1 < 1`: the mean squared gradient shrinks by `chi_1` per layer (ordered phase);
-    `chi_1 > 1`: it grows (chaotic phase). The gradient norm changes by `sqrt(chi_1)` per layer.
-    ReLU gives `sigma_w^2 / 2` and the identity `sigma_w^2` at any variance.
+    $\chi_1 < 1$: the mean squared gradient shrinks by $\chi_1$ per layer (ordered phase);
+    $\chi_1 > 1$: it grows (chaotic phase). The gradient norm changes by $\sqrt{\chi_1}$ per
+    layer. ReLU gives $\sigma_w^2 / 2$ and the identity $\sigma_w^2$ at any variance.
 
     Raises:
         ValueError: For an activation that `fixed_point` does not support (not tanh, sigmoid,
@@ -344,10 +352,12 @@ def chi_1(sigma_w2: ArrayLike, sigma_b2: ArrayLike = 0.0, activation: str = "tan
 
 
 def depth_scale(chi_value: ArrayLike) -> np.ndarray:
-    """Return `xi = -1 / ln(chi_1)`: the layers over which the mean squared gradient changes by e.
+    r"""Return the depth scale $\xi = -1 / \ln \chi_1$, in layers.
 
-    Positive in the ordered phase (the gradient vanishes over about `xi` layers), negative in
-    the chaotic phase (it grows by e every `|xi|` layers), infinite at `chi_1 = 1`.
+    Over $\xi$ layers the mean squared gradient changes by a factor e.
+
+    Positive in the ordered phase (the gradient vanishes over about $\xi$ layers), negative in
+    the chaotic phase (it grows by $e$ every $|\xi|$ layers), infinite at $\chi_1 = 1$.
 
     Example:
         ```py
@@ -369,12 +379,13 @@ def depth_scale(chi_value: ArrayLike) -> np.ndarray:
 
 
 def critical_line(q_star: ArrayLike, activation: str = "tanh") -> tuple[np.ndarray, np.ndarray]:
-    """Return the points `(sigma_w^2, sigma_b^2)` where `chi_1 = 1`, parametrised by `q*`.
+    r"""Return the points $(\sigma_w^2, \sigma_b^2)$ where $\chi_1 = 1$, parametrised by $q^*$.
 
-    On the critical line both the fixed-point equation and `chi_1 = 1` hold, which gives the line
-    in closed form given the expectations at `q*`: `sigma_w^2 = 1 / E[phi'(sqrt(q*) z)^2]`, then
-    `sigma_b^2 = q* - sigma_w^2 E[phi(sqrt(q*) z)^2]`. A negative `sigma_b^2` means no network
-    with biases reaches that `q*` at criticality.
+    On the critical line both the fixed-point equation and $\chi_1 = 1$ hold, which gives the
+    line in closed form given the expectations at $q^*$:
+    $\sigma_w^2 = 1 / \mathbb{E}[\phi'(\sqrt{q^*} z)^2]$, then
+    $\sigma_b^2 = q^* - \sigma_w^2 \mathbb{E}[\phi(\sqrt{q^*} z)^2]$. A negative $\sigma_b^2$
+    means no network with biases reaches that $q^*$ at criticality.
 
     Example:
         ```py
@@ -397,13 +408,13 @@ def critical_line(q_star: ArrayLike, activation: str = "tanh") -> tuple[np.ndarr
 
 
 def critical_sigma_w2(sigma_b2: ArrayLike = 0.0, activation: str = "tanh") -> np.ndarray:
-    """Return the `sigma_w^2` at which `chi_1 = 1` for each bias variance `sigma_b2`.
+    r"""Return the $\sigma_w^2$ at which $\chi_1 = 1$ for each bias variance `sigma_b2`.
 
-    Inverts `critical_line` by bisection on `q*` in `[0, 10^4]`, where its `sigma_b^2` rises
-    with `q*` for tanh and the sigmoid.
+    Inverts `critical_line` by bisection on $q^*$ in $[0, 10^4]$, where its $\sigma_b^2$ rises
+    with $q^*$ for tanh and the sigmoid.
 
     Raises:
-        ValueError: If a `sigma_b2` is beyond the reach of `q* <= 10^4`.
+        ValueError: If a `sigma_b2` is beyond the reach of $q^* \le 10^4$.
 
     Example:
         ```py
@@ -438,10 +449,10 @@ def variance_sequence(
     *,
     input_second_moment: float = 1.0,
 ) -> np.ndarray:
-    """Return the predicted pre-activation variances `q_1..q_L` of a network's layers.
+    r"""Return the predicted pre-activation variances $q_1, \dots, q_L$ of a network's layers.
 
-    `q_1 = sigma_w^2 mean(x^2) + sigma_b^2` from the input's mean square (1 for the standard
-    normal inputs that `simulate` draws); then the variance map, layer by layer.
+    $q_1 = \sigma_w^2 \operatorname{mean}(x^2) + \sigma_b^2$ from the input's mean square (1 for
+    the standard normal inputs that `simulate` draws); then the variance map, layer by layer.
 
     Example:
         ```py
@@ -471,11 +482,12 @@ def predicted_log10_grad_norms(
     *,
     input_second_moment: float = 1.0,
 ) -> np.ndarray:
-    """Predict `log10 ||dLoss/dh_l||` for `l = 0..L`, relative to the output (0 at index L).
+    r"""Predict $\log_{10} \lVert g_l \rVert$ for $l = 0, \dots, L$, relative to the output.
 
-    Going down through layer `l` the mean squared gradient is multiplied by `chi(q_l)` at that
-    layer's own variance (from `variance_sequence`, so the transient from the input's variance
-    to `q*` is included); with equal widths the norm changes by `sqrt(chi(q_l))`. Comparable to
+    Here $g_l = \partial L / \partial h_l$, and the value at index $L$ is 0. Going down through
+    layer $l$ the mean squared gradient is multiplied by $\chi(q_l)$ at that layer's own
+    variance (from `variance_sequence`, so the transient from the input's variance to $q^*$ is
+    included); with equal widths the norm changes by $\sqrt{\chi(q_l)}$. Comparable to
     `GradientFlow.log10_grad_norms - log10_grad_norms[..., -1:]` of a wide network.
 
     Example:
@@ -501,11 +513,13 @@ def predicted_log10_grad_norms(
 def init_sigma_w2(
     init: str | Initializer, width: int, *, weight_scale: float | None = None
 ) -> float:
-    """Return `sigma_w^2 = n Var(W)` for square `width x width` layers of an initialiser.
+    r"""Return $\sigma_w^2 = n \operatorname{Var}(W)$ for square layers of an initialiser.
 
-    The theory's `sigma_w^2` is the weight variance times the fan-in: Glorot (`xavier_*`),
+    The layers are `width` by `width`.
+
+    The theory's $\sigma_w^2$ is the weight variance times the fan-in: Glorot (`xavier_*`),
     LeCun and orthogonal give 1, He gives 2, and the weight scale multiplies it by its square
-    (for `"normal"`, whose scale is the standard deviation, it is `n * scale^2`).
+    (for `"normal"`, whose scale is the standard deviation, it is $n\, \text{scale}^2$).
 
     Example:
         ```py
@@ -539,17 +553,18 @@ def simulate_mean_field(
     loss: str = "random",
     dtype: str = "float64",
 ) -> GradientFlow:
-    """Measure the gradients of random networks in the theory's own setting, in one engine call.
+    r"""Measure the gradients of random networks in the theory's own setting, in one engine call.
 
-    Weights `N(0, sigma_w^2 / width)`, biases `N(0, sigma_b^2)`, standard normal inputs, and by
-    default (`loss="random"`) a standard normal upstream gradient drawn independently of the
-    network: the theory assumes that the back-propagated signal is independent of the forward
-    pass. `loss="sum"` uses the engine's default loss, the sum of the outputs, whose upstream of
-    ones is not zero-mean; with ReLU (whose derivative, a step, is not even) that correlates the
-    gradient with the weights and the measurement departs from `chi_1`.
+    Weights $\mathcal{N}(0, \sigma_w^2 / n)$, biases $\mathcal{N}(0, \sigma_b^2)$, standard
+    normal inputs, and by default (`loss="random"`) a standard normal upstream gradient drawn
+    independently of the network: the theory assumes that the back-propagated signal is
+    independent of the forward pass. `loss="sum"` uses the engine's default loss, the sum of the
+    outputs, whose upstream of ones is not zero-mean; with ReLU (whose derivative, a step, is not
+    even) that correlates the gradient with the weights and the measurement departs from
+    $\chi_1$.
 
     This is [`simulate`][vangrad.simulate] with `init="normal"`, the weight scale
-    `sqrt(sigma_w^2 / width)` and `bias_std = sqrt(sigma_b^2)`, in the theory's variables.
+    $\sqrt{\sigma_w^2 / n}$ and `bias_std` $= \sigma_b$, in the theory's variables.
 
     Args:
         depth: The number of layers; an integer >= 1.
@@ -602,12 +617,13 @@ def simulate_mean_field(
 
 @dataclass(frozen=True, eq=False)
 class PhaseDiagram:
-    """The measured gradient ratio of networks over a grid of `(sigma_w^2, sigma_b^2)`.
+    r"""The measured gradient ratio of networks over a grid of $(\sigma_w^2, \sigma_b^2)$.
 
     Attributes:
         sigma_w2: The weight variances `n Var(W)`, shape `(W,)`.
         sigma_b2: The bias variances, shape `(B,)`.
-        log10_ratio: The median over the networks of `log10(||dLoss/dx|| / ||dLoss/dh_L||)`,
+        log10_ratio: The median over the networks of
+            $\log_{10}(\lVert g_0 \rVert / \lVert g_L \rVert)$,
             shape `(W, B)`: below 0 the gradient vanished on its way to the input.
         depth: The number of layers.
         width: The units per layer.
@@ -633,14 +649,14 @@ def phase_diagram(
     activation: str | Activation = "tanh",
     seed: int | np.random.Generator = 0,
 ) -> PhaseDiagram:
-    """Measure the input gradient relative to the output over a grid of weight and bias variances.
+    r"""Measure the input gradient relative to the output over a grid of weight and bias variances.
 
     Every grid point runs `trials` networks, and the whole grid runs in ONE engine call: the
-    weights are drawn once, `N(0, 1 / width)`, and each grid point multiplies them by its own
-    `sigma_w` without materialising the product; the biases are drawn once from `N(0, 1)` and
-    scaled by `sigma_b`. Neighbouring grid points therefore share their random numbers, which
-    keeps the map smooth (common random numbers). The error signal at the output is standard
-    normal, drawn independently of the networks (see `simulate_mean_field`).
+    weights are drawn once, $\mathcal{N}(0, 1 / n)$, and each grid point multiplies them by its
+    own $\sigma_w$ without materialising the product; the biases are drawn once from
+    $\mathcal{N}(0, 1)$ and scaled by $\sigma_b$. Neighbouring grid points therefore share their
+    random numbers, which keeps the map smooth (common random numbers). The error signal at the
+    output is standard normal, drawn independently of the networks (see `simulate_mean_field`).
 
     Args:
         sigma_w2: The weight variances, a 1-D array of values `> 0`.
@@ -722,14 +738,16 @@ def jacobian_singular_values(
     trials: int = 1,
     seed: int | np.random.Generator = 0,
 ) -> dict[int, np.ndarray]:
-    """Return the singular values of the input-output Jacobian `dh_L/dx` at each depth `L`.
+    r"""Return the singular values of the input-output Jacobian $\partial h_L / \partial x$.
+
+    One set per depth $L$ in `depths`.
 
     One network of `max(depths)` layers per trial (its first `L` layers give the depth-`L`
     Jacobian), all trials as one stack. `weight_distribution="gaussian"` draws
-    `N(0, sigma_w^2 / width)`; `"orthogonal"` draws Haar-random orthogonal matrices times
-    `sigma_w`. The one input per trial is drawn so that its mean square puts the first layer at
-    the fixed point, `q_1 = q*` (mean square 1 where `q*` is not finite, as for ReLU at
-    `sigma_w^2 = 2`).
+    $\mathcal{N}(0, \sigma_w^2 / n)$; `"orthogonal"` draws Haar-random orthogonal matrices times
+    $\sigma_w$. The one input per trial is drawn so that its mean square puts the first layer at
+    the fixed point, $q_1 = q^*$ (mean square 1 where $q^*$ is not finite, as for ReLU at
+    $\sigma_w^2 = 2$).
 
     Returns:
         Depth -> singular values, shape `(trials, width)`, largest first.
@@ -779,19 +797,20 @@ def jacobian_singular_values(
 def predicted_jacobian_variance(
     depth: ArrayLike, activation: str | Activation, sigma_w2: float, sigma_b2: float = 0.0
 ) -> dict[str, np.ndarray]:
-    """Predict the variance of the eigenvalues of `J J^T` at `chi_1 = 1` (Pennington et al. 2017).
+    r"""Predict the variance of the eigenvalues of $J J^\top$ at $\chi_1 = 1$ (Pennington et al.).
 
-    With `mu_k = E[phi'(sqrt(q*) z)^(2k)]` and `chi_1 = sigma_w^2 mu_1 = 1`, the variance of the
-    eigenvalue distribution of `J J^T` for a wide network of depth `L` is
-    `L (mu_2 / mu_1^2 - 1 - s_1)`, with `s_1 = -1` for Gaussian and `0` for orthogonal weights.
-    For ReLU `mu_1 = mu_2 = 1/2 = p`, the fraction of active units: `L / p` and `L (1/p - 1)`.
+    With $\mu_k = \mathbb{E}[\phi'(\sqrt{q^*} z)^{2k}]$ and $\chi_1 = \sigma_w^2 \mu_1 = 1$, the
+    variance of the eigenvalue distribution of $J J^\top$ for a wide network of depth $L$ is
+    $L (\mu_2 / \mu_1^2 - 1 - s_1)$, with $s_1 = -1$ for Gaussian and $0$ for orthogonal weights.
+    For ReLU $\mu_1 = \mu_2 = p = 1/2$, the fraction of active units: $L / p$ and
+    $L (1/p - 1)$.
     The formula is the leading order for a width much larger than the depth.
 
     Returns:
         `{"gaussian": ..., "orthogonal": ...}`, each shaped like `depth`.
 
     Raises:
-        ValueError: If the network is not critical (`|chi_1 - 1| > 1e-6`).
+        ValueError: If the network is not critical ($|\chi_1 - 1| > 10^{-6}$).
 
     Example:
         ```py
