@@ -282,8 +282,8 @@ def _check_training_printout(printed: str) -> None:
     # at the full rate, and none at half of it.
     bursts = re.findall(
         r"loss on all the data: ([\d.]+) 20 steps before the largest batch loss, ([\d.]+) at it\n"
-        r"  at half the learning rate: largest gradient (\d+) times the median, largest batch "
-        r"loss after step 60 ([\d.]+), final loss ([\d.]+)",
+        r"  half the learning rate: largest gradient (\d+) times the median,\n"
+        r"    largest batch loss after step 60 ([\d.]+), final loss ([\d.]+)",
         printed,
     )
     assert len(bursts) == 2, printed
@@ -297,9 +297,9 @@ def _check_training_printout(printed: str) -> None:
     # (a) does not learn, with the usual epsilon (layer 1 far behind) nor with a tiny one
     # (layer 1 as fast as layer 12), and its last features stay constant.
     adam = re.findall(
-        r"^Adam \((\w)\).*?(epsilon 1e-20)? +loss ([\d.]+) +accuracy (\d+)% +update ratio: "
-        r"layer 1 ([\d.e+-]+), layer \d+ ([\d.e+-]+)\n +largest over smallest layer's median "
-        r"ratio (\d+), largest batch loss after step 60 ([\d.]+)$",
+        r"^Adam, \((\w)\)[^\n]*?(epsilon 1e-20)?\n  loss ([\d.]+) +accuracy (\d+)% +update "
+        r"ratio: layer 1 ([\d.e+-]+), layer \d+ ([\d.e+-]+)\n  largest over smallest layer's "
+        r"median ratio (\d+), largest batch loss after step 60 ([\d.]+)$",
         printed,
         re.M,
     )

@@ -325,8 +325,8 @@ def burst(label: str) -> None:
         for k in (peak - 20, peak)
     ]
     print(
-        f"{label}: largest gradient {total.max() / np.median(total):.0f} times the median; "
-        f"largest update ratio x{rise[0]:.0f} at layer 1, x{rise[1]:.0f} at layer {DEPTH}, "
+        f"{label}\n  largest gradient {total.max() / np.median(total):.0f} times the median\n"
+        f"  largest update ratio: x{rise[0]:.0f} at layer 1, x{rise[1]:.0f} at layer {DEPTH}, "
         f"x{rise[2]:.0f} at the readout\n"
         f"  loss on all the data: {losses[0]:.3f} 20 steps before the largest batch loss, "
         f"{losses[1]:.3f} at it"
@@ -336,8 +336,8 @@ def burst(label: str) -> None:
     total = np.linalg.norm(slower.grad_norms[60:200], axis=1)
     final = loss_and_gradients(slower.network, x, y)
     print(
-        f"  at half the learning rate: largest gradient {total.max() / np.median(total):.0f} "
-        f"times the median, largest batch loss after step 60 {slower.loss[60:].max():.2f}, "
+        f"  half the learning rate: largest gradient {total.max() / np.median(total):.0f} "
+        f"times the median,\n    largest batch loss after step 60 {slower.loss[60:].max():.2f}, "
         f"final loss {final.loss:.3f}"
     )
 
@@ -382,9 +382,9 @@ for label, result in adam.items():
     last = np.median(result.update_ratios[:, DEPTH - 1])
     medians = np.median(result.update_ratios, axis=0)
     print(
-        f"Adam {label:38s} loss {final.loss:.3f}  accuracy {final.accuracy:.0%}  "
+        f"Adam, {label}\n  loss {final.loss:.3f}  accuracy {final.accuracy:.0%}  "
         f"update ratio: layer 1 {first:.1e}, layer {DEPTH} {last:.1e}\n"
-        f"     largest over smallest layer's median ratio {medians.max() / medians.min():.0f}, "
+        f"  largest over smallest layer's median ratio {medians.max() / medians.min():.0f}, "
         f"largest batch loss after step 60 {result.loss[60:].max():.2f}"
     )
 grad_a = np.median(adam[label_a].grad_norms[:, 0]) / np.sqrt(net_a.weights[0].size)
