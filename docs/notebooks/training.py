@@ -119,7 +119,8 @@ plt.show()
 
 # %% [markdown]
 # (b) and (c) keep every layer's ratio in one band, so every layer learns. In (a) the ratio
-# falls by nearly the same factor per layer from the readout down to the first layers.
+# falls by nearly the same factor per layer from the readout down to layer 2 (layer 1, fed
+# the data rather than sigmoid outputs, sits a little above layer 2).
 #
 # ## Why (a) learns nothing: two reasons, one factor
 #
@@ -136,7 +137,8 @@ plt.show()
 #
 # Both are the layer-to-layer Jacobian at work: a small change of $h_{l-1}$ reaches $h_l$
 # multiplied by it, and the gradient goes back multiplied by its transpose. Schoenholz et al.
-# (2017) show that in the mean-field limit the same $\chi_1$ sets both depth scales. Measured
+# (2017) show that in the mean-field limit, in the ordered phase, the same $\chi_1$ sets both
+# depth scales, the forward one and the backward one. Measured
 # on the 400 points at initialisation, with the spread of a layer's features over the data
 # (the root mean square over units of each unit's standard deviation over the points)
 # relative to their size:
@@ -168,13 +170,14 @@ print(f"layer {DEPTH}'s spread after training: {spread_after:.0e}")
 # %% [markdown]
 # So (a) fails for both reasons at once. Its first layers barely move; but even if they did,
 # what they changed would reach the readout shrunk by the same factor per layer on the way
-# up. Its last hidden layer, in contrast, gets updates as large as those of (b) and (c), and
-# they do not help either: that layer's input, the output of the layer below, is the same for
-# every point to many decimal places, so all it can learn is a constant. The readout is left
-# with features that do not depend on the input, and predicts a coin flip everywhere.
+# up. Its last hidden layer, in contrast, gets updates of the same size as those of (b) and
+# (c) (the update ratios of layer 12 in the table above), and they do not help either: that
+# layer's input, the output of the layer below, is the same for every point to many decimal
+# places, so all it can learn is a constant. The readout is left with features that do not
+# depend on the input, and predicts a coin flip everywhere.
 #
-# The section on Adam below separates the two reasons: it makes the
-# first layers move as much as the last, and (a) still learns nothing.
+# Adam with a tiny $\epsilon$, below, separates the two reasons: it makes the first layers
+# move as much as the last, and (a) still learns nothing.
 #
 # ## A signal that survives, with early layers that stall?
 #
@@ -241,8 +244,8 @@ for label, architecture in SEARCH.items():
 #   forward spread, both as powers of ten, with the diagonal. The plain sigmoid networks lie along
 #   the diagonal, from (a) far down at the lower left to the largest weights near the origin; the
 #   residual sigmoid network lies near the diagonal a little below the origin, and every other
-#   network sits near zero on the forward axis with a backward ratio near or above zero. The upper
-#   left corner, a surviving forward signal with stalled early layers, is empty.
+#   network sits near zero on the forward axis with a backward ratio near or above zero. The lower
+#   right corner, a surviving forward signal with stalled early layers, is empty.
 fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
 values = np.array(list(search.values()))
 plain_sigmoid = np.array(
@@ -351,14 +354,15 @@ for label in list(RUNS)[1:]:
 # nearly zero, so a batch holding a few points near the boundary, or on its wrong side, gets
 # a large gradient from those alone. At this learning rate the step such a gradient causes
 # is too large, and momentum makes it larger: with a coefficient of 0.9 a gradient goes on
-# acting for about ten steps and adds up to ten times its size. The update ratios of every
-# layer, the first included, jump by the factors printed above, and the loss rises on all
-# the data, not only on the batch: the network is thrown off the solution it had found and
-# takes dozens of steps to find one again. At half the learning rate the same networks, with
-# the same batches, meet gradients many times their median too, yet train without a burst
-# and end lower. So the bursts are not a vanishing or an exploding gradient: they are the
-# ordinary instability of a fixed step that is too large late in training, which a schedule
-# that lowers the learning rate, or clipping the gradient's norm, avoids.
+# acting for about ten steps and adds up to ten times its size. The update ratios of the
+# layers measured, the first included, jump by the factors printed above, and the loss rises
+# on all the data, not only on the batch: the network is thrown off the solution it had found
+# and takes dozens of steps or more to recover. At half the learning rate the same networks,
+# with the same batches, meet gradients many times their median too, yet train without a
+# burst and end with a final loss as small (printed above). So the bursts are not a
+# vanishing or an exploding gradient: they are the ordinary instability of a fixed step that
+# is too large late in training, which a schedule that lowers the learning rate, or clipping
+# the gradient's norm, avoids.
 #
 # ## Adam: adaptive step sizes
 #
@@ -430,9 +434,9 @@ plt.show()
 #   than layer 12. The step adapts only to gradients well above $\epsilon$.
 # - **The collapsed forward signal.** With $\epsilon = 10^{-20}$ the first layers move as much
 #   as the last ones or more, and (a) still learns nothing: its last features still do not
-#   depend on the input (their spread is printed above), because
-#   whatever the first layers do reaches the readout shrunk by the same factor per layer as
-#   before. Rescaling each layer's step cannot change what one layer passes to the next.
+#   depend on the input (their spread is printed above), because whatever the first layers
+#   do reaches the readout shrunk by the same factor per layer as before. Larger steps do
+#   not, in 400 of them, undo a factor that every layer applies to what it passes on.
 #
 # What rescues (a) is a change to the network, not to the optimiser: weights large enough for
 # $\chi_1$ to approach one, normalisation, or residual connections, as the [cures
