@@ -51,14 +51,21 @@ print(gradient_bound(3).tolist(), gradient_bound(1).tolist())
 # gets $z_l = w_l h_{l-1}$ with $h_{l-1} = \sigma(z_{l-1})$ strictly between 0 and 1, so
 # $z_l = \pm a$ with $a$ in $(0, 1)$, never 0 (there are no biases to cancel it). From the
 # third unit on it is tighter still: $z_{l-1}$ itself lies in $(-1, 1)$, so
-# $h_{l-1} > \sigma(-1)$, and $\sigma'(z_l)$ stays below $\sigma'(\sigma(-1))$. The best
-# chain of 10 units, searched over its input and the signs of its weights (of size 1, as the
-# bound needs), next to the bound:
+# $h_{l-1} > \sigma(-1)$, and with $|w_l| = 1$ the factor $\sigma'(z_l)$ stays below
+# $\sigma'(\sigma(-1))$ (a smaller $|w_l|$ moves $z_l$ towards 0 but lowers the factor
+# $|w_l|\,\sigma'(w_l h_{l-1})$, which grows with $|w_l|$ here). The best chain of 10
+# units, searched over its input and the signs of its weights (of size 1), next to the
+# bound:
 
 # %%
 sigmoid = get_activation("sigmoid")
 largest = sigmoid.derivative(sigmoid.function(np.array(-1.0)))
 print(f"largest sigma' from the third unit on: sigma'(sigma(-1)) = {largest:.4f}, below 0.25")
+# The factor |w| sigma'(w h) on a grid of |w| in [0, 1] and h in [sigma(-1), sigma(1)].
+w_grid = np.linspace(0, 1, 101)[:, np.newaxis]
+h_grid = sigmoid.function(np.linspace(-1, 1, 101))[np.newaxis, :]
+factor = w_grid * sigmoid.derivative(w_grid * h_grid)
+print(f"the factor grows with |w| at every such h: {bool(np.all(np.diff(factor, axis=0) > 0))}")
 # Every input on a grid, every sign pattern (w_1 = +1: flipping it is flipping the input).
 units, inputs = 10, np.linspace(-6, 6, 241)
 signs = np.array([[1.0] + [(-1.0) ** (p >> i & 1) for i in range(units - 1)] for p in range(512)])
