@@ -209,6 +209,7 @@ def good_calls() -> dict[str, dict[str, Any]]:
             "residual": False,
             "seed": 0,
         },
+        "vangrad.training.layer_outputs": {"network": o["network"], "x": o["x"]},
         "vangrad.training.predict_proba": {"network": o["network"], "x": o["x"]},
         "vangrad.training.train": {
             "network": o["network"],
@@ -217,7 +218,10 @@ def good_calls() -> dict[str, dict[str, Any]]:
             "steps": 2,
             "batch_size": 4,
             "learning_rate": 0.1,
+            "optimizer": "adam",
             "momentum": 0.0,
+            "betas": (0.9, 0.999),
+            "epsilon": 1e-8,
             "seed": 0,
         },
         "vangrad.datasets.spirals": {

@@ -233,6 +233,7 @@ def test_training_notebook_says_it_under_other_kernels_and_thread_counts(
 
 
 def _check_training_printout(printed: str) -> None:
+    """What the training notebook's prose says about its own printout."""
     rows = re.findall(
         r"^\((\w)\) .*? loss ([\d.]+) +accuracy (\d+)% +update ratio: layer 1 ([\d.e+-]+), "
         r"layer \d+ ([\d.e+-]+)$",
@@ -250,6 +251,76 @@ def _check_training_printout(printed: str) -> None:
         assert loss < 0.3, run
         assert accuracy > 85, run
         assert 1e-2 < first / last < 1e2, run
+    # Two reasons, one factor: forward and backward shrink by about sqrt(chi_1) per layer,
+    # and the last features are constant to many decimal places, before and after training.
+    factor = float(re.search(r"sqrt\(chi_1\) .*?: ([\d.]+) per layer", printed).group(1))
+    measured = re.search(r"forward spread x([\d.]+), weight gradient x([\d.]+)", printed)
+    for value in measured.groups():
+        assert abs(float(value) / factor - 1) < 0.15, printed
+    spreads = re.search(r"layer 1 ([\d.e+-]+), layer 11 ([\d.e+-]+), layer 12 ([\d.e+-]+)", printed)
+    assert max(float(spreads.group(2)), float(spreads.group(3))) < 1e-8, printed
+    assert (
+        float(re.search(r"layer 12's spread after training: ([\d.e+-]+)", printed).group(1)) < 1e-8
+    )
+    # The search: no surviving forward signal with a stalled first layer, and every stalled
+    # first layer (more than ten times below layer 12) is a plain sigmoid network whose
+    # forward spread collapses by a similar power of ten.
+    search = re.findall(
+        r"^(.+?) +forward 10\^ *([-\d.]+) +backward 10\^ *([-\d.]+)$", printed, re.M
+    )
+    assert len(search) > 10, printed
+    for label, forward, backward in search:
+        forward_change, backward_change = float(forward), float(backward)
+        if backward_change < -1:
+            assert label.startswith("sigmoid"), label
+            assert "residual" not in label, label
+            assert "batch" not in label, label
+            assert abs(forward_change - backward_change) < 1.0, label
+        if forward_change > -0.5:
+            assert backward_change > -1, label
+    # The bursts: large gradients at both learning rates, a jump of the loss on all the data
+    # at the full rate, and none at half of it.
+    bursts = re.findall(
+        r"loss on all the data: ([\d.]+) 20 steps before the largest batch loss, ([\d.]+) at it\n"
+        r"  half the learning rate: largest gradient (\d+) times the median,\n"
+        r"    largest batch loss after step 60 ([\d.]+), final loss ([\d.]+)",
+        printed,
+    )
+    assert len(bursts) == 2, printed
+    for before, at, gradient, slower_peak, slower_final in bursts:
+        assert float(at) > 5 * float(before), printed
+        assert float(at) > 0.5, printed
+        assert int(gradient) >= 5, printed
+        assert float(slower_peak) < 0.5, printed
+        assert float(slower_final) < 0.1, printed
+    # Adam: (b) and (c) learn with every layer's median ratio within a factor of about ten;
+    # (a) does not learn, with the usual epsilon (layer 1 far behind) nor with a tiny one
+    # (layer 1 as fast as layer 12), and its last features stay constant.
+    adam = re.findall(
+        r"^Adam, \((\w)\)[^\n]*?(epsilon 1e-20)?\n  loss ([\d.]+) +accuracy (\d+)% +update "
+        r"ratio: layer 1 ([\d.e+-]+), layer \d+ ([\d.e+-]+)\n  largest over smallest layer's "
+        r"median ratio (\d+), largest batch loss after step 60 ([\d.]+)$",
+        printed,
+        re.M,
+    )
+    found = {(run + ("-tiny" if tiny else "")): values for run, tiny, *values in adam}
+    assert sorted(found) == ["a", "a-tiny", "b", "c"], printed
+    for run in ("b", "c"):
+        loss, accuracy, _, _, spread, peak = found[run]
+        assert float(loss) < 0.1, run
+        assert int(accuracy) > 95, run
+        assert int(spread) < 20, run
+        assert float(peak) < 0.5, run
+    for run in ("a", "a-tiny"):
+        assert float(found[run][0]) > 0.6, run
+    assert float(found["a"][2]) < 1e-2 * float(found["a"][3])
+    assert float(found["a-tiny"][2]) > 0.5 * float(found["a-tiny"][3])
+    rms = float(re.search(r"layer 1's gradient entries ([\d.e+-]+)", printed).group(1))
+    assert rms < 1e-9, printed  # far below Adam's usual epsilon, 1e-8
+    after = float(
+        re.search(r"epsilon 1e-20: layer 12's spread after training ([\d.e+-]+)", printed).group(1)
+    )
+    assert after < 1e-4, printed
 
 
 def test_background_conversion_is_what_the_plugin_asks_for(monkeypatch: pytest.MonkeyPatch) -> None:

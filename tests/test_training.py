@@ -11,6 +11,7 @@ from vangrad import get_activation
 from vangrad.datasets import spirals
 from vangrad.training import (
     Network,
+    layer_outputs,
     loss_and_gradients,
     make_network,
     predict_proba,
@@ -328,3 +329,118 @@ def test_update_ratio_map_averages_the_log_ratio_over_each_column_of_steps() -> 
     np.testing.assert_allclose(shown, expected, rtol=1e-12)
     with pytest.raises(ValueError, match="steps_per_column"):
         plot_update_ratios(result, steps_per_column=0)
+
+
+# --- Adam ----------------------------------------------------------------------------------------
+
+
+def test_adam_first_step_is_the_bias_corrected_sign_step() -> None:
+    # At t = 1, m_hat = g and s_hat = g**2 exactly (the bias corrections undo the zero start),
+    # so every entry moves by lr * g / (|g| + eps): by lr itself wherever |g| >> eps. Without
+    # the corrections the step would be lr * (1 - b1) / sqrt(1 - b2), about 3.16 lr.
+    x, y = _small_problem(n=8)
+    net = make_network(2, 3, depth=3, width=4, activation="tanh", init="xavier_normal", seed=2)
+    net = _with_random_biases(net, seed=3)
+    grads = loss_and_gradients(net, x, y)
+    lr, eps = 0.01, 1e-8
+    result = train(net, x, y, steps=1, batch_size=8, learning_rate=lr, optimizer="adam")
+    before = [*net.weights, *net.biases]
+    after = [*result.network.weights, *result.network.biases]
+    for p0, p1, g in zip(before, after, [*grads.weights, *grads.biases], strict=True):
+        np.testing.assert_allclose(p0 - p1, lr * g / (np.abs(g) + eps), rtol=1e-12, atol=1e-18)
+        large = np.abs(g) > 1e-5
+        assert large.any()
+        np.testing.assert_allclose(np.abs(p0 - p1)[large], lr, rtol=1e-3)
+
+
+def test_adam_second_step_by_hand() -> None:
+    # Two hand-computed steps of one entry with gradients 2 then -1 (b1 = 0.9, b2 = 0.999):
+    # m = 0.2, s = 0.004, then m = 0.9 * 0.2 - 0.1 = 0.08, s = 0.999 * 0.004 + 0.001 = 0.004996;
+    # m_hat = 0.08 / (1 - 0.81) = 0.42105..., s_hat = 0.004996 / (1 - 0.998001) = 2.49925...
+    from vangrad.training import _check_rule
+
+    rule = _check_rule("adam", 0.1, 0.0, None, None)
+    first, second = np.zeros(1), np.zeros(1)
+    step_one = rule.update(np.array([2.0]), first, second, 0)
+    np.testing.assert_allclose(step_one, 0.1 * 2.0 / (2.0 + 1e-8), rtol=1e-14)
+    step_two = rule.update(np.array([-1.0]), first, second, 1)
+    np.testing.assert_allclose(first, 0.08, rtol=1e-14)
+    np.testing.assert_allclose(second, 0.004996, rtol=1e-14)
+    m_hat, s_hat = 0.08 / 0.19, 0.004996 / 0.001999
+    np.testing.assert_allclose(step_two, 0.1 * m_hat / (np.sqrt(s_hat) + 1e-8), rtol=1e-14)
+    assert step_two[0] == pytest.approx(0.0266335, rel=1e-5)
+
+
+@pytest.mark.parametrize("settings", [{}, {"betas": (0.5, 0.9), "epsilon": 1e-3}])
+def test_adam_steps_follow_algorithm_1_of_kingma_and_ba(settings: dict) -> None:
+    x, y = _small_problem(n=8)
+    net = make_network(2, 3, depth=2, width=4, activation="sigmoid", init="xavier_normal")
+    lr = 0.05
+    b1, b2 = settings.get("betas", (0.9, 0.999))
+    eps = settings.get("epsilon", 1e-8)
+    params = [*net.weights, *net.biases]
+    m = [np.zeros_like(p) for p in params]
+    s = [np.zeros_like(p) for p in params]
+    n = len(net.weights)
+    for t in range(1, 5):
+        current = replace(net, weights=tuple(params[:n]), biases=tuple(params[n:]))
+        grads = loss_and_gradients(current, x, y)
+        g = [*grads.weights, *grads.biases]
+        m = [b1 * mi + (1 - b1) * gi for mi, gi in _pairs(m, g)]
+        s = [b2 * si + (1 - b2) * gi**2 for si, gi in _pairs(s, g)]
+        params = [
+            p - lr * (mi / (1 - b1**t)) / (np.sqrt(si / (1 - b2**t)) + eps)
+            for p, mi, si in zip(params, m, s, strict=True)
+        ]
+    result = train(net, x, y, steps=4, batch_size=8, learning_rate=lr, optimizer="adam", **settings)
+    for trained, expected in _pairs([*result.network.weights, *result.network.biases], params):
+        np.testing.assert_allclose(trained, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_adam_records_its_updates_and_learns() -> None:
+    x, y = spirals(60, turns=0.25, noise=0.02, seed=1)
+    net = make_network(2, 2, depth=3, width=16, activation="tanh", init="xavier_normal", seed=0)
+    result = train(net, x, y, steps=150, batch_size=30, learning_rate=0.01, optimizer="adam")
+    assert loss_and_gradients(result.network, x, y).accuracy > 0.95
+    first = train(net, x, y, steps=1, batch_size=30, learning_rate=0.01, optimizer="adam")
+    moved = np.linalg.norm(first.network.weights[1] - net.weights[1])
+    assert first.update_ratios[0, 1] == pytest.approx(moved / np.linalg.norm(net.weights[1]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"optimizer": "adma"}, ValueError, "did you mean 'adam'"),
+        ({"optimizer": 1}, TypeError, "optimizer"),
+        ({"optimizer": "adam", "momentum": 0.9}, ValueError, "momentum is for optimizer='sgd'"),
+        ({"betas": (0.9, 0.99)}, ValueError, "betas is for optimizer='adam'"),
+        ({"epsilon": 1e-6}, ValueError, "epsilon is for optimizer='adam'"),
+        ({"optimizer": "adam", "betas": 0.9}, TypeError, "betas must be a pair"),
+        ({"optimizer": "adam", "betas": (0.9, 1.0)}, ValueError, r"betas\[1\] must be"),
+        ({"optimizer": "adam", "betas": (-0.1, 0.9)}, ValueError, r"betas\[0\]"),
+        ({"optimizer": "adam", "epsilon": 0.0}, ValueError, "epsilon must be"),
+    ],
+)
+def test_optimizer_errors(kwargs: dict, error: type[Exception], match: str) -> None:
+    x, y = _small_problem(classes=2, n=10)
+    net = make_network(2, 2, **_NET)
+    with pytest.raises(error, match=match):
+        train(net, x, y, steps=1, batch_size=5, learning_rate=0.1, **kwargs)
+
+
+def test_layer_outputs_are_the_engines_forward_pass() -> None:
+    x, _ = _small_problem(n=6)
+    for name in sorted(ARCHITECTURES):
+        net = make_network(2, 3, depth=3, width=4, seed=1, **ARCHITECTURES[name])
+        outputs = layer_outputs(net, x)
+        assert len(outputs) == net.depth + 1
+        np.testing.assert_array_equal(outputs[0], x)
+        logits = outputs[-1] @ net.weights[-1] + net.biases[-1]
+        p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(p, predict_proba(net, x), rtol=1e-12)
+    # Without residuals or normalisation each layer is phi(h_{l-1} W_l + b_l).
+    net = _with_random_biases(make_network(2, 3, depth=3, width=4, **ARCHITECTURES["sigmoid"]), 4)
+    outputs = layer_outputs(net, x)
+    for layer in range(1, 4):
+        z = outputs[layer - 1] @ net.weights[layer - 1] + net.biases[layer - 1]
+        np.testing.assert_allclose(outputs[layer], 1 / (1 + np.exp(-z)), rtol=1e-12)

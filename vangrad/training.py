@@ -1,4 +1,4 @@
-"""Train a deep classifier with mini-batch SGD and record how much every layer learns.
+"""Train a deep classifier with mini-batch SGD or Adam and record how much every layer learns.
 
 The network is the engine's stack of layers followed by a linear readout and a softmax:
 
@@ -37,6 +37,7 @@ from numpy.typing import ArrayLike
 
 from vangrad._validation import (
     check_bool,
+    check_choice,
     check_finite_array,
     check_nonnegative_float,
     check_positive_float,
@@ -50,14 +51,27 @@ from vangrad.initializers import Initializer, get_initializer
 from vangrad.network_checks import check_activation, check_batch_for_batchnorm
 
 __all__ = [
+    "ADAM_BETAS",
+    "ADAM_EPSILON",
+    "OPTIMIZERS",
     "Gradients",
     "Network",
     "TrainingResult",
+    "layer_outputs",
     "loss_and_gradients",
     "make_network",
     "predict_proba",
     "train",
 ]
+
+OPTIMIZERS = ("adam", "sgd")
+"""The update rules `train` knows (its `optimizer` argument)."""
+
+ADAM_BETAS = (0.9, 0.999)
+"""Adam's default decay rates of its two moving averages (Kingma and Ba, 2015)."""
+
+ADAM_EPSILON = 1e-8
+"""Adam's default `epsilon`, added to the root mean square of the gradient (Kingma and Ba)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -289,6 +303,40 @@ def predict_proba(network: Network, x: ArrayLike) -> np.ndarray:
     return _forward(network, x_array)
 
 
+def layer_outputs(network: Network, x: ArrayLike) -> tuple[np.ndarray, ...]:
+    """Return the features every layer computes from the batch `x`: `(h_0, h_1, ..., h_depth)`.
+
+    `h_0` is `x` itself; `h_depth` is what the readout sees. The forward pass is the engine's,
+    so these are the values the gradients of `loss_and_gradients` are taken at. With
+    `residual` the layers see `x` padded with zeros to `width` (see the module's description);
+    `h_0` is returned unpadded.
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad.training import layer_outputs, make_network
+
+        net = make_network(2, 2, depth=3, width=5, activation="tanh", init="xavier_normal")
+        print([h.shape for h in layer_outputs(net, np.ones((4, 2)))])
+        #> [(4, 2), (4, 5), (4, 5), (4, 5)]
+        ```
+    """
+    network = _check_network(network)
+    x_array = _check_x(x, network)
+    padded, weights = _hidden_layers(network, x_array)
+    with np.errstate(all="ignore"):  # as in the engine: an overflow shows as inf or nan
+        h, layers = forward(
+            padded,
+            weights,
+            network.activation,
+            biases=[b[np.newaxis, :] for b in network.biases[:-1]],
+            batchnorm=network.batchnorm,
+            residual=network.residual,
+        )
+    return (x_array, *(layer.h_in for layer in layers[1:]), h)
+
+
 def train(
     network: Network,
     x: ArrayLike,
@@ -297,17 +345,31 @@ def train(
     steps: int,
     batch_size: int,
     learning_rate: float,
+    optimizer: str = "sgd",
     momentum: float = 0.0,
+    betas: tuple[float, float] | None = None,
+    epsilon: float | None = None,
     seed: int | np.random.Generator = 0,
 ) -> TrainingResult:
-    """Train `network` with mini-batch SGD (optionally with momentum) and record every step.
+    """Train `network` with mini-batch SGD (optionally with momentum) or Adam; record every step.
 
     Each step draws `batch_size` distinct samples at random, computes the loss and gradients
-    with the engine, and updates every weight and bias `p` by the heavy-ball rule
+    `g = dLoss/dp` with the engine, and updates every weight and bias `p`. With
+    `optimizer="sgd"`, by the heavy-ball rule
 
-        v <- momentum * v + dLoss/dp,    p <- p - learning_rate * v    (v starts at 0),
+        v <- momentum * v + g,    p <- p - learning_rate * v    (v starts at 0),
 
-    which is plain SGD for `momentum=0`. The network passed in is not changed.
+    which is plain SGD for `momentum=0`. With `optimizer="adam"`, by Adam (Kingma and Ba,
+    2015, Algorithm 1), entry by entry, at step `t = 1, 2, ...`:
+
+        m <- b1 * m + (1 - b1) * g,       s <- b2 * s + (1 - b2) * g**2    (both start at 0),
+        p <- p - learning_rate * m_hat / (sqrt(s_hat) + epsilon),
+        with m_hat = m / (1 - b1**t) and s_hat = s / (1 - b2**t),
+
+    where `(b1, b2) = betas`. The bias corrections undo the start at zero, so the first step
+    moves every entry by `learning_rate * g / (|g| + epsilon)`, about `learning_rate`, whatever
+    the gradient's size: the step is set by the learning rate, not by the gradient, as long
+    as `|g|` is well above `epsilon`. The network passed in is not changed.
 
     Args:
         network: The network to start from (see `make_network`).
@@ -316,7 +378,13 @@ def train(
         steps: The number of updates; an integer >= 1.
         batch_size: Samples per step; an integer from 1 (2 with batch normalisation) to `n`.
         learning_rate: The step size; a number > 0.
-        momentum: The momentum coefficient; a number in `[0, 1)`.
+        optimizer: `"sgd"` (default) or `"adam"`.
+        momentum: SGD's momentum coefficient; a number in `[0, 1)` (only with `"sgd"`).
+        betas: Adam's decay rates `(b1, b2)`, each a number in `[0, 1)` (only with `"adam"`);
+            default `ADAM_BETAS`, `(0.9, 0.999)`.
+        epsilon: Adam's `epsilon`, a number > 0 (only with `"adam"`); default `ADAM_EPSILON`,
+            `1e-8`. A gradient entry far below it gets a step of about
+            `learning_rate * |g| / epsilon` instead of `learning_rate`.
         seed: An integer >= 0, or a `numpy.random.Generator`, for the mini-batches.
 
     Returns:
@@ -343,10 +411,7 @@ def train(
     x_array, y_array = _check_data(x, y, network)
     steps = check_positive_int("steps", steps)
     batch_size = check_positive_int("batch_size", batch_size)
-    learning_rate = check_positive_float("learning_rate", learning_rate)
-    momentum = check_nonnegative_float("momentum", momentum)
-    if momentum >= 1:
-        raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
+    rule = _check_rule(optimizer, learning_rate, momentum, betas, epsilon)
     n = x_array.shape[0]
     if batch_size > n:
         raise ValueError(f"batch_size must be at most the {n} samples of x, got {batch_size}")
@@ -356,8 +421,11 @@ def train(
 
     weights = [w.copy() for w in network.weights]
     biases = [b.copy() for b in network.biases]
+    # SGD's velocity, or Adam's first moment; Adam's second moment (unused by SGD).
     weight_velocity = [np.zeros_like(w) for w in weights]
     bias_velocity = [np.zeros_like(b) for b in biases]
+    weight_square = [np.zeros_like(w) for w in weights]
+    bias_square = [np.zeros_like(b) for b in biases]
     layers = len(weights)
     loss = np.empty(steps)
     accuracy = np.empty(steps)
@@ -375,11 +443,12 @@ def train(
             )
         loss[step], accuracy[step] = grads.loss, grads.accuracy
         for layer in range(layers):
-            weight_velocity[layer] *= momentum
-            weight_velocity[layer] += grads.weights[layer]
-            bias_velocity[layer] *= momentum
-            bias_velocity[layer] += grads.biases[layer]
-            update = learning_rate * weight_velocity[layer]
+            update = rule.update(
+                grads.weights[layer], weight_velocity[layer], weight_square[layer], step
+            )
+            bias_update = rule.update(
+                grads.biases[layer], bias_velocity[layer], bias_square[layer], step
+            )
             grad_norms[step, layer] = np.linalg.norm(grads.weights[layer])
             # Norm of W before the update: the ratio says what fraction of W this step changed.
             # A matrix of zeros has no scale: inf if it moves, nan if it does not.
@@ -388,13 +457,46 @@ def train(
                     np.linalg.norm(update), np.linalg.norm(weights[layer])
                 )
             weights[layer] = weights[layer] - update
-            biases[layer] = biases[layer] - learning_rate * bias_velocity[layer]
+            biases[layer] = biases[layer] - bias_update
 
     final = replace(network, weights=tuple(weights), biases=tuple(biases))
     return TrainingResult(final, loss, accuracy, grad_norms, update_ratios)
 
 
 # --- the computation -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """An update rule with its settings (checked by `_check_rule`)."""
+
+    optimizer: str
+    learning_rate: float
+    momentum: float = 0.0
+    b1: float = 0.0
+    b2: float = 0.0
+    epsilon: float = 0.0
+
+    def update(self, g: np.ndarray, first: np.ndarray, second: np.ndarray, step: int) -> np.ndarray:
+        """The change to subtract from a parameter whose gradient is `g` at `step` (from 0).
+
+        `first` (SGD's velocity, Adam's m) and `second` (Adam's s) are the rule's state for
+        that parameter, updated in place.
+        """
+        if self.optimizer == "sgd":
+            first *= self.momentum
+            first += g
+            return self.learning_rate * first
+        t = step + 1
+        # Squares (and decayed moments) of a gradient that vanished may underflow to 0: harmless.
+        with np.errstate(under="ignore"):
+            first *= self.b1
+            first += (1 - self.b1) * g
+            second *= self.b2
+            second += (1 - self.b2) * g**2
+            m_hat = first / (1 - self.b1**t)
+            s_hat = second / (1 - self.b2**t)
+            return self.learning_rate * m_hat / (np.sqrt(s_hat) + self.epsilon)
 
 
 def _hidden_layers(network: Network, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -485,6 +587,40 @@ def _forward(network: Network, x: np.ndarray) -> np.ndarray:
 
 
 # --- argument checks ----------------------------------------------------------------------------
+
+
+def _check_unit_interval(name: str, value: object) -> float:
+    """A number in `[0, 1)`: a momentum or a decay rate (1 would never forget)."""
+    result = check_nonnegative_float(name, value)
+    if result >= 1:
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return result
+
+
+def _check_betas(betas: object) -> tuple[float, float]:
+    if not isinstance(betas, tuple | list) or len(betas) != 2:
+        raise TypeError(f"betas must be a pair of numbers (b1, b2), got {betas!r}")
+    return _check_unit_interval("betas[0]", betas[0]), _check_unit_interval("betas[1]", betas[1])
+
+
+def _check_rule(
+    optimizer: object, learning_rate: object, momentum: object, betas: object, epsilon: object
+) -> _Rule:
+    optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
+    rate = check_positive_float("learning_rate", learning_rate)
+    mu = _check_unit_interval("momentum", momentum)
+    if optimizer == "sgd":
+        for name, value in (("betas", betas), ("epsilon", epsilon)):
+            if value is not None:
+                raise ValueError(f"{name} is for optimizer='adam', got {name}={value!r} with 'sgd'")
+        return _Rule("sgd", rate, momentum=mu)
+    if mu != 0:
+        raise ValueError(
+            f"momentum is for optimizer='sgd' (Adam's is betas[0]), got momentum={momentum!r}"
+        )
+    b1, b2 = _check_betas(ADAM_BETAS if betas is None else betas)
+    eps = ADAM_EPSILON if epsilon is None else check_positive_float("epsilon", epsilon)
+    return _Rule("adam", rate, b1=b1, b2=b2, epsilon=eps)
 
 
 def _check_network(network: object) -> Network:
