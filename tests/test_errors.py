@@ -155,6 +155,12 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         ValueError,
         r"residual=True needs every layer to keep its width.*weights\[0\] has shape \(4, 8\)",
     ),
+    (
+        "post-residual-unequal-widths",
+        lambda: backprop(X, CHAIN, residual="post"),
+        ValueError,
+        r"residual='post' needs every layer to keep its width.*weights\[0\] has shape \(4, 8\)",
+    ),
     # non-finite or non-numeric input
     (
         "nan-input",

@@ -213,7 +213,7 @@ def backprop(
     if batchnorm:
         check_batch_for_batchnorm(x_array.shape[-2], f"x of shape {x_array.shape}")
     if residual:
-        check_residual_widths(checked)
+        check_residual_widths(checked, residual)
     stack = np.broadcast_shapes(x_array.shape[:-2], *(w.shape[:-2] for w in checked))
     output_shape = (*stack, x_array.shape[-2], checked[-1].shape[-1])
     checked_upstream: Upstream = None

@@ -115,13 +115,13 @@ def check_input(x: object, weights: list[np.ndarray]) -> np.ndarray:
     return x_array
 
 
-def check_residual_widths(weights: list[np.ndarray]) -> None:
+def check_residual_widths(weights: list[np.ndarray], residual: object = True) -> None:
     """Residual connections add a layer's input to its output: every layer keeps its width."""
     for i, w in enumerate(weights):
         if w.shape[-2] != w.shape[-1]:
             raise ValueError(
-                f"residual=True needs every layer to keep its width (h_l = h_(l-1) + a_l), but "
-                f"weights[{i}] has shape {w.shape}"
+                f"residual={residual!r} needs every layer to keep its width (it adds h_(l-1) to "
+                f"the layer's output), but weights[{i}] has shape {w.shape}"
             )
 
 

@@ -368,7 +368,7 @@ for label in list(RUNS)[1:]:
 #
 # Adam (Kingma and Ba, 2015) divides each entry's gradient by the root of a running mean of
 # its square, $p \leftarrow p - \eta\, \hat m / (\sqrt{\hat s} + \epsilon)$ (see
-# [`train`](../../reference/api/#vangrad.training.train)), so an entry moves by about the
+# [`train`](../../reference/training/#vangrad.training.train)), so an entry moves by about the
 # learning rate $\eta$ per step whatever its gradient's size. That is exactly what a
 # vanishing gradient seems to call for. The same three networks, the same batches, with
 # Adam at its usual settings ($\eta = 0.001$, $\epsilon = 10^{-8}$), and network (a) once
