@@ -10,6 +10,7 @@ A formula that latex2mathml cannot convert fails the build with the page and the
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from typing import Any
@@ -31,6 +32,7 @@ _ARITHMATEX = re.compile(
 _PRIME = re.compile(r"<msup>(<mi>[^<]*</mi>)<mi>(&#x0203[234];)</mi></msup>")
 
 
+@functools.cache  # the same formulas every rebuild under `mkdocs serve`, and across pages
 def latex_to_mathml(latex: str, *, display: bool) -> str:
     """Convert one LaTeX formula (without delimiters) to a `<math>` element."""
     mathml = convert(latex.strip(), display="block" if display else "inline")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -255,3 +257,63 @@ def test_notebook_kernels_need_no_tcp_port_and_a_dead_kernel_says_why(tmp_path: 
     assert "54" in (tmp_path / "two.html").read_text(encoding="utf-8")
     error = (tmp_path / "dies.error").read_text(encoding="utf-8")
     assert "The kernel's error output:\nthe last words of a kernel" in error
+
+
+_SERVE_TWICE = """
+import logging, sys
+from mkdocs.commands.build import build
+from mkdocs.config import load_config
+
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+# As `mkdocs serve` does: on_startup once, then a fresh configuration for every build.
+for run, command in enumerate(sys.argv[1:]):
+    config = load_config("mkdocs.yml", site_dir=f"s{run}")
+    if run == 0:
+        config.plugins.on_startup(command=command, dirty=False)
+    print(f"--- build {run}")
+    build(config)
+"""
+
+
+@pytest.mark.slow
+def test_under_serve_an_unchanged_api_page_is_reused_and_links_into_it_still_resolve(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text(
+        "# Home\n\nMeasure with [`simulate`][vangrad.simulate].\n", encoding="utf-8"
+    )
+    api = "# API\n\n::: vangrad.simulation\n    options:\n      members: [simulate]\n"
+    (tmp_path / "docs" / "api.md").write_text(api, encoding="utf-8")
+    (tmp_path / "mkdocs.yml").write_text(
+        "site_name: t\nstrict: true\nnav: [index.md, api.md]\n"
+        f"plugins:\n  - mkdocstrings:\n      handlers:\n        python:\n"
+        f"          paths: [{HOOKS.parent}]\n"
+        f"hooks:\n  - {HOOKS / 'api_pages.py'}\n",
+        encoding="utf-8",
+    )
+
+    def serve(*commands: str) -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", _SERVE_TWICE, *commands],
+            cwd=tmp_path,
+            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        return run.stdout
+
+    kept = "API page unchanged since it was last rendered: api.md"
+    builds = serve("serve", "serve").split("--- build ")
+    assert kept not in builds[1]
+    assert kept in builds[2]
+    for run in (0, 1):  # the link into the kept page resolves, and the page is the same
+        home = (tmp_path / f"s{run}" / "index.html").read_text(encoding="utf-8")
+        assert 'href="api/#vangrad.simulation.simulate"' in home
+    page = [(tmp_path / f"s{run}" / "api" / "index.html").read_text("utf-8") for run in (0, 1)]
+    assert page[0] == page[1]
+    assert "vangrad.simulation.simulate" in page[1]
+    # `mkdocs build` renders every page, every time.
+    assert kept not in serve("build", "build")
