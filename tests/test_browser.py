@@ -29,7 +29,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-PAGE_WEIGHT_BUDGET = 1_500_000  # bytes transferred for one page, from an empty cache
+# Bytes one page transfers on a first visit (empty cache), uncompressed, as from a server that
+# does not compress: everything it loads, figures and Material's assets included.
+PAGE_WEIGHT_BUDGET = 600_000
+# The one page over it, and its own ceiling until it is under: the training notebook, which grew
+# with its Adam and loss-spike sections (687 KB measured, 221 KB of it the page's HTML).
+OVER_BUDGET = {"notebooks/training/": 700_000}
 PAGES_AT_ONCE = 3  # pages loading side by side when every page is visited (measured best of 1-4)
 BROWSER_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 # Flags for a browser that must not phone home: this machine's network is closed, and a site
@@ -203,8 +208,9 @@ def test_every_page_reads_offline_and_renders(
         problems += [f"{where}: request to another host: {u}" for u in visit.off_site]
         problems += [f"{where}: console error: {e}" for e in visit.errors]
         weights[where] = visit.bytes
-        if visit.bytes > PAGE_WEIGHT_BUDGET:
-            problems.append(f"{where}: {visit.bytes:,} bytes exceeds {PAGE_WEIGHT_BUDGET:,}")
+        budget = OVER_BUDGET.get(path, PAGE_WEIGHT_BUDGET)
+        if visit.bytes > budget:
+            problems.append(f"{where}: {visit.bytes:,} bytes exceeds {budget:,}")
 
         images = page.evaluate(
             """() => [...document.querySelectorAll('.md-content img')].map(img => ({
