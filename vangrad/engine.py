@@ -140,7 +140,7 @@ def backprop(
     seed: int | np.random.Generator = 0,
     keep_grads: bool = False,
 ) -> GradientFlow:
-    """Run a forward and a backward pass and measure the gradient at every layer.
+    r"""Run a forward and a backward pass and measure the gradient at every layer.
 
     Args:
         x: The input batch, shape `(batch, n_0)`, or `(trials, batch, n_0)` with stacked weights.
@@ -151,20 +151,22 @@ def backprop(
             `(trials, n_l)` with stacked weights. Default: no biases.
         batchnorm: Normalise each `z_l` over the batch (needs a batch of at least 2). A bias
             before batch normalisation cancels out: its gradient is zero.
-        residual: `True`: add each layer's input to its output, `h_l = h_{l-1} + phi(z_l)`
+        residual: `True`: add each layer's input to its output, $h_l = h_{l-1} + \phi(z_l)$
             (the identity-mapping block of He et al. 2016b). `"post"`: add the input before
-            the activation, `h_l = phi(h_{l-1} + z_l)` (the block of He et al. 2016, with a
+            the activation, $h_l = \phi(h_{l-1} + z_l)$ (the block of He et al. 2016, with a
             ReLU after the addition). Both need equal widths.
-        upstream: `dLoss/dh_L`, an array that broadcasts to the shape of `h_L`; or a function
-            of the output `h_L` that returns it, for a loss whose gradient depends on the
-            output (`lambda h: h - y` for the squared error `0.5 ||h_L - y||^2`). Default:
+        upstream: $g_L = \partial L / \partial h_L$, an array that broadcasts to the shape of
+            $h_L$; or a function of the output $h_L$ that returns it, for a loss whose gradient
+            depends on the output (`lambda h: h - y` for the squared error
+            $\tfrac{1}{2} \lVert h_L - y \rVert^2$). Default:
             the gradient of `loss`.
         loss: Used when `upstream` is not given: `"sum"` (default), the sum of `h_L`, an
             upstream gradient of ones; or `"random"`, a standard normal upstream gradient
             scaled to the norm of the ones, drawn from `seed` (see `loss_upstream`).
         seed: For `loss="random"`: an integer >= 0, or a `numpy.random.Generator`
             (unused by the sum loss, which draws nothing).
-        keep_grads: Also return every `dLoss/dh_l`, `dLoss/dW_l` (and `dLoss/db_l`).
+        keep_grads: Also return every $g_l$, $\partial L / \partial W_l$ (and
+            $\partial L / \partial b_l$).
 
     Returns:
         A `GradientFlow`; its dtype-sensitive arrays follow the input dtype (float32 stays

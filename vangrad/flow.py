@@ -36,39 +36,43 @@ SATURATION_THRESHOLD = 0.01
 
 @dataclass(frozen=True, eq=False)
 class GradientFlow:
-    """What one forward and backward pass measured.
+    r"""What one forward and backward pass measured.
 
     Shapes: `(L + 1,)` and `(L,)` for a single network; `(trials, L + 1)` and `(trials, L)` for a
-    stack. Index 0 of the gradient arrays is the input `x`, index `L` the output `h_L`; index
-    `l - 1` of the per-layer arrays is layer `l`.
+    stack. Index 0 of the gradient arrays is the input $x = h_0$, index $L$ the output $h_L$;
+    index $l - 1$ of the per-layer arrays is layer $l$.
 
     Attributes:
-        log10_grad_norms: `log10` of the Frobenius norm of `dLoss/dh_l`, for `l = 0..L`. Exact
-            at any depth; `-inf` only where the gradient is exactly zero.
-        log10_weight_grad_norms: `log10` of the Frobenius norm of `dLoss/dW_l`, for `l = 1..L`.
-        activation_mean: The mean of `a_l = phi(z_l)` over the batch and the units.
-        activation_std: The standard deviation of `a_l` over the batch and the units.
+        log10_grad_norms: $\log_{10}$ of the Frobenius norm of $g_l = \partial L / \partial h_l$,
+            for $l = 0, \dots, L$. Exact at any depth; `-inf` only where the gradient is exactly
+            zero.
+        log10_weight_grad_norms: $\log_{10}$ of the Frobenius norm of
+            $\partial L / \partial W_l$, for $l = 1, \dots, L$.
+        activation_mean: The mean of the activation $\phi(z_l)$ over the batch and the units
+            (the layer's output $h_l$ without a residual connection).
+        activation_std: The standard deviation of $\phi(z_l)$ over the batch and the units.
         saturated_fraction: The fraction of units (over the batch) whose local derivative
-            `|phi'(z_l)|` is below 1% of the activation's `derivative_max`. For ReLU that is the
+            $|\phi'(z_l)|$ is below 1% of the activation's `derivative_max`. For ReLU that is the
             fraction of inactive units (dying ReLU); for leaky ReLU with slope 0.01 it is 0.
-        overflow_layer: The first layer (1..L) in which a forward value (`z_l` or `h_l`)
+        overflow_layer: The first layer ($1, \dots, L$) in which a forward value ($z_l$ or $h_l$)
             became inf or nan, in any trial; `None` if none did. Gradients after an overflow
             are not meaningful.
         trial_overflow_layer: The same per trial (an int array, 0 where the trial never
             overflowed).
-        output: The network's output `h_L`, shape `(batch, n_L)` or `(trials, batch, n_L)`.
+        output: The network's output $h_L$, shape `(batch, n_L)` or `(trials, batch, n_L)`.
         activation: The activation used.
         batchnorm: Whether batch normalisation was on.
         residual: The residual setting: `False`, `True` (identity skips) or `"post"` (the
             activation after the addition).
-        grads: With `keep_grads=True`, the gradients `dLoss/dh_l` for `l = 0..L` (each shaped
-            like `h_l`, per trial); otherwise `None`. Plain floats: they can underflow.
-        weight_grads: With `keep_grads=True`, the gradients `dLoss/dW_l` for `l = 1..L`;
-            otherwise `None`.
-        log10_bias_grad_norms: `log10` of the norm of `dLoss/db_l`, for `l = 1..L`, when the
-            network has biases; otherwise `None`.
-        bias_grads: With `keep_grads=True` and biases, the gradients `dLoss/db_l` for
-            `l = 1..L` (shape `(n_l,)`, or `(trials, n_l)`); otherwise `None`.
+        grads: With `keep_grads=True`, the gradients $g_l$ for $l = 0, \dots, L$ (each shaped
+            like $h_l$, per trial); otherwise `None`. Plain floats: they can underflow.
+        weight_grads: With `keep_grads=True`, the gradients $\partial L / \partial W_l$ for
+            $l = 1, \dots, L$; otherwise `None`.
+        log10_bias_grad_norms: $\log_{10}$ of the norm of $\partial L / \partial b_l$, for
+            $l = 1, \dots, L$, when the network has biases; otherwise `None`.
+        bias_grads: With `keep_grads=True` and biases, the gradients
+            $\partial L / \partial b_l$ for $l = 1, \dots, L$ (shape `(n_l,)`, or
+            `(trials, n_l)`); otherwise `None`.
     """
 
     log10_grad_norms: np.ndarray
