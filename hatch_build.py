@@ -22,7 +22,7 @@ from hatchling.metadata.plugin.interface import MetadataHookInterface
 
 def repository_url(environ: Mapping[str, str] = os.environ) -> str | None:
     """The repository's web address, or None when the build does not know it."""
-    explicit = environ.get("VANGRAD_REPOSITORY_URL", "").strip().rstrip("/")
+    explicit = environ.get("VANGRAD_REPOSITORY_URL", "").strip().rstrip("/").removesuffix(".git")
     if explicit:
         return explicit
     server, repository = environ.get("GITHUB_SERVER_URL"), environ.get("GITHUB_REPOSITORY")
@@ -46,7 +46,8 @@ def project_urls(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     owner_and_name = parsed.path.strip("/").split("/")
     if not docs and parsed.hostname == "github.com" and len(owner_and_name) == 2:
         owner, name = owner_and_name
-        docs = f"https://{owner.lower()}.github.io/{name}/"
+        user_site = name.lower() == f"{owner.lower()}.github.io"  # served at the root
+        docs = f"https://{owner.lower()}.github.io/" + ("" if user_site else f"{name}/")
     if docs:
         urls = {"Documentation": docs, **urls}
     return urls

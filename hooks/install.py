@@ -49,13 +49,18 @@ def _repository() -> tuple[str | None, str | None]:
     hatch_build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hatch_build)
     url = hatch_build.repository_url()
-    commit = os.environ.get("GITHUB_SHA")
-    if url and not commit:
+    if url is None:
+        return None, None
+    # The checkout's own commit: on a workflow_run (the Pages deploy), GITHUB_SHA is the branch's
+    # newest commit, not necessarily the one checked out and built.
+    try:
         run = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
         )
-        commit = run.stdout.strip() or None
-    return url, commit
+        commit = run.stdout.strip() if run.returncode == 0 else ""
+    except OSError:  # no git (an unpacked sdist, say)
+        commit = ""
+    return url, commit or os.environ.get("GITHUB_SHA") or None
 
 
 def commands() -> dict[str, str]:

@@ -7,8 +7,9 @@ the published site, always convert everything), the hook keeps what converting e
 produced: its HTML, table of contents and title, the anchors mkdocs validates links against,
 and the anchors it registered with mkdocs-autorefs (for `vangrad.simulate` and every heading).
 A rebuild with the same key puts these back instead, so that links into and out of the page are
-still checked and still resolve. The key hashes the page's Markdown, the site's list of files,
-vangrad's source, the pinned dependencies, the hooks and `mkdocs.yml`; a page whose conversion
+still checked and still resolve. The key hashes the page's path and Markdown, the files it
+includes (`--8<--`), the site's list of files, vangrad's source, the pinned dependencies, the
+hooks and `mkdocs.yml`; a page whose conversion
 logged a warning is never kept, so a broken link keeps failing the strict build.
 
 The figures, computed numbers and notebook pages have caches of their own; the hooks that work
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ except ImportError:  # as the tests import it, from the checkout's root
 log = logging.getLogger("mkdocs.hooks.kept_pages")
 ROOT = Path(__file__).resolve().parent.parent
 Anchor = tuple[str, str | None, str | None, bool]  # autorefs' identifier, anchor, title, primary
+_INCLUDE = re.compile(r'--8<--\s+"(?P<path>[^":]+)')
 
 
 @dataclass
@@ -125,7 +128,11 @@ def on_page_markdown(markdown: str, page: Any, **_: Any) -> str:
     """A kept page skips its conversion; any other page is recorded as it converts."""
     if "files_digest" not in _build or not page.file.src_uri.endswith(".md"):
         return markdown
-    key = hashlib.sha256((_build["files_digest"] + markdown).encode()).hexdigest()
+    digest = hashlib.sha256((_build["files_digest"] + page.file.src_uri + markdown).encode())
+    for included in _INCLUDE.findall(markdown):  # pymdownx.snippets reads these as it converts
+        path = ROOT / included
+        digest.update(path.read_bytes() if path.is_file() else b"missing")
+    key = digest.hexdigest()
     page.vangrad_kept_key = key
     if key in _kept:
         _reused.append(page.file.src_uri)

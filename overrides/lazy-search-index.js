@@ -29,7 +29,8 @@
     return send.apply(this, body);
   };
 
-  // Whatever opens the search: its box or its label, Material's keys (/, s, f), a shared ?q=.
+  // Whatever opens the search: its box or its label, Material's keys (/, s, f), a shared ?q=,
+  // and a result opened in a page of its own (?h=), whose words Material highlights from it.
   addEventListener("focusin", (event) => {
     if (event.target.closest?.("[data-md-component=search]")) release();
   });
@@ -39,5 +40,6 @@
   addEventListener("keydown", (event) => {
     if (["/", "s", "f", "S", "F"].includes(event.key)) release();
   }, true);
-  if (new URLSearchParams(location.search).has("q")) release();
+  const query = new URLSearchParams(location.search);
+  if (query.has("q") || query.has("h")) release();
 })();

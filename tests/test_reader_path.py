@@ -109,7 +109,14 @@ def _snippets_per_page() -> Counter[str]:
 
 def _reader_environ() -> dict[str, str]:
     # The reader's shell: nothing that points at the checkout or its environment.
-    leaks = {"PYTHONPATH", "VIRTUAL_ENV", "JUPYTER_PATH", "VANGRAD_ENGINE", "PYTHONSTARTUP"}
+    leaks = {
+        "PYTHONPATH",
+        "VIRTUAL_ENV",
+        "JUPYTER_PATH",
+        "JUPYTER_PREFER_ENV_PATH",
+        "VANGRAD_ENGINE",
+        "PYTHONSTARTUP",
+    }
     return {k: v for k, v in os.environ.items() if k not in leaks}
 
 
