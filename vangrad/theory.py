@@ -557,11 +557,12 @@ def simulate_mean_field(
 
     Weights $\mathcal{N}(0, \sigma_w^2 / n)$, biases $\mathcal{N}(0, \sigma_b^2)$, standard
     normal inputs, and by default (`loss="random"`) a standard normal upstream gradient drawn
-    independently of the network: the theory assumes that the back-propagated signal is
-    independent of the forward pass. `loss="sum"` uses the engine's default loss, the sum of the
-    outputs, whose upstream of ones is not zero-mean; with ReLU (whose derivative, a step, is not
-    even) that correlates the gradient with the weights and the measurement departs from
-    $\chi_1$.
+    independently of the network and scaled to the norm of the ones (see
+    [`loss_upstream`][vangrad.engine.loss_upstream]): the theory assumes that the
+    back-propagated signal is independent of the forward pass. `loss="sum"` uses the engine's
+    default loss, the sum of the outputs, whose upstream of ones is not zero-mean; with ReLU
+    (whose derivative, a step, is not even) that correlates the gradient with the weights and
+    the measurement departs from $\chi_1$.
 
     This is [`simulate`][vangrad.simulate] with `init="normal"`, the weight scale
     $\sqrt{\sigma_w^2 / n}$ and `bias_std` $= \sigma_b$, in the theory's variables.
