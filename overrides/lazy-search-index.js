@@ -1,7 +1,8 @@
 // Material requests the search index (search/search_index.json, the largest file of the site)
-// as every page loads, whether or not the reader searches. Hold that one request back until
-// the reader first reaches for the search box; the box says "Initializing search" meanwhile.
-// Material makes the request with XMLHttpRequest, so this wraps open() and send() to spot it.
+// and starts its search worker as every page loads, whether or not the reader searches. Hold
+// both back until the reader first reaches for the search box; the box says "Initializing
+// search" meanwhile. Material requests the index with XMLHttpRequest, so this wraps open() and
+// send() to spot that one request.
 (() => {
   const open = XMLHttpRequest.prototype.open;
   const send = XMLHttpRequest.prototype.send;
@@ -27,6 +28,36 @@
       return;
     }
     return send.apply(this, body);
+  };
+
+  // The search worker's script waits too. Material creates the worker as the page loads, but
+  // first posts to it once the index has arrived: the real worker starts then.
+  const RealWorker = window.Worker;
+  const searchWorker = /\/assets\/javascripts\/workers\/search\.[^/]*\.js$/;
+  window.Worker = class extends EventTarget {
+    constructor(url, options) {
+      if (!searchWorker.test(new URL(url, location.href).pathname)) {
+        return new RealWorker(url, options);
+      }
+      super();
+      this.start = () => {
+        const worker = new RealWorker(url, options);
+        for (const type of ["message", "messageerror", "error"]) {
+          worker.addEventListener(type, (event) => {
+            this.dispatchEvent(new event.constructor(type, event));
+          });
+        }
+        return worker;
+      };
+      this.real = null;
+    }
+    postMessage(message, transfer) {
+      this.real ??= this.start();
+      this.real.postMessage(message, transfer);
+    }
+    terminate() {
+      this.real?.terminate();
+    }
   };
 
   // Whatever opens the search: its box or its label, Material's keys (/, s, f), a shared ?q=,
