@@ -43,7 +43,7 @@ from vangrad._validation import (
     check_seed,
 )
 from vangrad.activations import Activation, get_activation
-from vangrad.engine import run_network
+from vangrad.engine import loss_upstream, run_network
 from vangrad.flow import GradientFlow
 from vangrad.initializers import Initializer, get_initializer
 from vangrad.network_checks import check_activation
@@ -705,8 +705,9 @@ def phase_diagram(
     # Biases per layer, shape (B, trials, 1, width): they broadcast over the W axis.
     scale = np.sqrt(b)[:, np.newaxis, np.newaxis, np.newaxis]
     biases = [scale * layer_biases for layer_biases in base_biases]
+    # The random loss, one draw per network, shared by every point of the grid.
     upstream = np.broadcast_to(
-        rng.standard_normal((trials, batch_size, width)), (*stack, batch_size, width)
+        loss_upstream("random", (trials, batch_size, width), rng), (*stack, batch_size, width)
     )
     flow = run_network(
         x,
