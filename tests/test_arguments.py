@@ -52,6 +52,13 @@ def objects() -> dict[str, Any]:
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(4, 3))
 WEIGHTS = [RNG.normal(size=(3, 3)) for _ in range(2)]
+SEQUENCE = RNG.normal(size=(3, 2, 3))  # (T, batch, N) for an LSTM of H = 2
+LSTM_PARAMS = {
+    "weight_ih": RNG.normal(size=(8, 3)),
+    "weight_hh": RNG.normal(size=(8, 2)),
+    "bias_ih": np.zeros(8),
+    "bias_hh": np.zeros(8),
+}
 
 
 def good_calls() -> dict[str, dict[str, Any]]:
@@ -59,6 +66,15 @@ def good_calls() -> dict[str, dict[str, Any]]:
     o = objects()
     return {
         "vangrad.backprop": {"x": X, "weights": WEIGHTS, "activation": "tanh"},
+        "vangrad.backprop_through_time": {
+            "x": SEQUENCE,
+            "cell": "lstm",
+            "params": LSTM_PARAMS,
+            "h0": np.zeros((2, 2)),
+            "c0": np.zeros((2, 2)),
+            "upstream": np.ones((2, 2)),
+            "keep_grads": False,
+        },
         "vangrad.chi": {"q": 1.0, "sigma_w2": 1.0, "sigma_b2": 0.0, "activation": "tanh"},
         "vangrad.chi_1": {"sigma_w2": 1.0, "sigma_b2": 0.0, "activation": "tanh"},
         "vangrad.clip_by_norm": {"grads": [np.ones(3)], "max_norm": 1.0},

@@ -11,6 +11,7 @@ from vangrad.clipping import clip_by_norm
 from vangrad.engine import backprop
 from vangrad.flow import GradientFlow
 from vangrad.initializers import INITIALIZERS, Initializer, get_initializer
+from vangrad.recurrent import CELLS, RecurrentFlow, backprop_through_time
 from vangrad.simulation import simulate
 from vangrad.sweep import Sweep, sweep
 from vangrad.theory import (
@@ -34,6 +35,7 @@ from vangrad.theory import (
 
 __all__ = [
     "ACTIVATIONS",
+    "CELLS",
     "INITIALIZERS",
     "LOSSES",
     "SIGMOID_DERIVATIVE_MAX",
@@ -41,8 +43,10 @@ __all__ = [
     "GradientFlow",
     "Initializer",
     "PhaseDiagram",
+    "RecurrentFlow",
     "Sweep",
     "backprop",
+    "backprop_through_time",
     "chi",
     "chi_1",
     "clip_by_norm",
