@@ -45,7 +45,14 @@ from numpy.typing import ArrayLike
 
 from vangrad._validation import CELLS, check_bool, check_cell
 from vangrad.activations import Activation, get_activation, values_and_slopes
-from vangrad.flow import frobenius_norms, log10_norms, overflow_layers, rescale, unscale
+from vangrad.flow import (
+    binary_exponent,
+    frobenius_norms,
+    log10_norms,
+    overflow_layers,
+    rescale,
+    unscale,
+)
 from vangrad.network_checks import (
     check_initial_state,
     check_recurrent_params,
@@ -129,6 +136,7 @@ def backprop_through_time(
     h0: ArrayLike | None = None,
     c0: ArrayLike | None = None,
     upstream: ArrayLike | Callable[[np.ndarray], ArrayLike] | None = None,
+    step_upstream: ArrayLike | Callable[[np.ndarray], ArrayLike] | None = None,
     keep_grads: bool = False,
 ) -> RecurrentFlow:
     r"""Unroll one recurrent layer over a sequence and back-propagate through time.
@@ -148,6 +156,11 @@ def backprop_through_time(
             or a function of $h_T$ that returns it (`lambda h: h - y` for the squared error
             $\tfrac{1}{2} \lVert h_T - y \rVert^2$). Default: ones, the gradient of the sum
             of the elements of $h_T$.
+        step_upstream: For a loss on every step (a sequence-to-sequence task): its own
+            gradient at $h_1, \dots, h_T$, shape `(T, batch, H)` (or stacked), or a function
+            of $h_1, \dots, h_T$ (that shape) that returns it. It is added to what reaches
+            each $h_t$ from later steps, and to `upstream` at $h_T$; give `upstream=0` for a
+            loss on the steps alone. Default: none, the loss reads $h_T$ only.
         keep_grads: Also return the gradients themselves (see `RecurrentFlow`).
 
     Returns:
@@ -223,6 +236,30 @@ def backprop_through_time(
             return np.zeros(state_shape, dtype=dtype)
         return np.broadcast_to(value.astype(dtype, copy=False), state_shape).copy()
 
+    sequence_shape = (*stack, x_array.shape[-3], x_array.shape[-2], hidden)
+    step_gradient = None
+    if callable(step_upstream):
+        step_loss_gradient = step_upstream
+
+        def step_gradient(hs: np.ndarray) -> np.ndarray:
+            finite = bool(np.isfinite(hs).all())
+            return check_upstream(
+                step_loss_gradient(hs),
+                hs.shape,
+                dtype,
+                name="step_upstream(h_1..h_T)",
+                finite=finite,
+                output="h_1..h_T",
+            )
+
+    elif step_upstream is not None:
+        fixed_steps = check_upstream(
+            step_upstream, sequence_shape, dtype, name="step_upstream", output="h_1..h_T"
+        )
+
+        def step_gradient(hs: np.ndarray) -> np.ndarray:
+            return fixed_steps
+
     return run_recurrent(
         x_array.astype(dtype, copy=False),
         cell,
@@ -230,6 +267,7 @@ def backprop_through_time(
         h0=initial("h0"),
         c0=initial("c0") if cell == "lstm" else None,
         upstream=checked_upstream,
+        step_upstream=step_gradient,
         keep_grads=keep_grads,
     )
 
@@ -383,9 +421,19 @@ class Backward:
 
 
 def backward(
-    steps: list[Step], cell: str, w_hh: np.ndarray, upstream: np.ndarray, *, keep_grads: bool
+    steps: list[Step],
+    cell: str,
+    w_hh: np.ndarray,
+    upstream: np.ndarray,
+    *,
+    step_upstream: np.ndarray | None = None,
+    keep_grads: bool,
 ) -> Backward:
-    """Back-propagate `upstream = dLoss/dh_T` through the steps, last step first."""
+    """Back-propagate `upstream = dLoss/dh_T` through the steps, last step first.
+
+    `step_upstream`, if given, holds the loss's own gradient at every `h_1, ..., h_T` (time on
+    axis -3), added to what reaches each `h_t` from later steps.
+    """
     out = Backward([], [], [], [], [], [], [])
 
     def record(name: str, gradient: np.ndarray, scale: np.ndarray, norms: np.ndarray) -> None:
@@ -393,12 +441,15 @@ def backward(
         if keep_grads:
             getattr(out, f"{name}s").append(unscale(gradient, scale))
 
+    if step_upstream is not None:
+        upstream = upstream + step_upstream[..., -1, :, :]
     # The true dLoss/dh_t is g * 2**scale, with g of norm between 0.5 and 1.
     norms = frobenius_norms(upstream)
     record("grad", upstream, np.zeros_like(norms, dtype=int), norms)
     g, scale = rescale(upstream, norms)
     g_c = np.zeros_like(g) if cell == "lstm" else None  # the loss reads h_T only, not c_T
-    for step in reversed(steps):
+    for t in range(len(steps), 0, -1):
+        step = steps[t - 1]
         if cell == "lstm":
             g_in, g_c, da_x, d_c = lstm_step_backward(step, g, g_c, w_hh)
             record("cell_grad", d_c, scale, frobenius_norms(d_c))
@@ -410,6 +461,8 @@ def backward(
         out.da_x.append(da_x)
         out.da_h.append(da_h)
         out.scales.append(scale)
+        if step_upstream is not None and t > 1:  # the loss reads h_{t-1} directly too
+            g_in, g_c, scale = add_at_scale(g_in, g_c, scale, step_upstream[..., t - 2, :, :])
         # Log space: record the norm, then divide by the power of two just above it (exact:
         # only exponents change; the LSTM's pair (h, c) by their joint norm, as they run on
         # together) and add that power's exponent to the running scale.
@@ -423,6 +476,22 @@ def backward(
     if g_c is not None:  # c_0 reaches the loss only through c_1
         record("cell_grad", g_c, scale, frobenius_norms(g_c))
     return out
+
+
+def add_at_scale(
+    g: np.ndarray, g_c: np.ndarray | None, scale: np.ndarray, term: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """`g * 2**scale + term`, as `(sum * 2**-common, g_c at that scale, common)`.
+
+    `common` is the larger of `scale` and `term`'s binary exponent: the smaller of the two
+    parts is the one that may lose digits, and only where it is negligible.
+    """
+    norms = frobenius_norms(term)
+    common = np.maximum(scale, np.where(norms > 0, binary_exponent(norms), scale))
+    g = unscale(g, scale - common) + unscale(term, -common)
+    if g_c is not None:
+        g_c = unscale(g_c, scale - common)
+    return g, g_c, common
 
 
 def parameter_gradients(
@@ -475,6 +544,7 @@ def run_recurrent(
     h0: np.ndarray,
     c0: np.ndarray | None,
     upstream: Callable[[np.ndarray], np.ndarray],
+    step_upstream: Callable[[np.ndarray], np.ndarray] | None = None,
     keep_grads: bool,
 ) -> RecurrentFlow:
     """`backprop_through_time` on checked arrays: forward, backward, then the results."""
@@ -495,8 +565,9 @@ def run_recurrent(
         )
         h_t = hs[-1]
         g_t = np.broadcast_to(upstream(h_t), h_t.shape).astype(h_t.dtype, copy=True)
-        measured = backward(steps, cell, w_hh, g_t, keep_grads=keep_grads)
         hidden_states = np.stack(hs, axis=-3)
+        direct = None if step_upstream is None else step_upstream(hidden_states[..., 1:, :, :])
+        measured = backward(steps, cell, w_hh, g_t, step_upstream=direct, keep_grads=keep_grads)
         gradients, scale, (x_grads, x_scales) = parameter_gradients(
             measured, x, hidden_states[..., :-1, :, :], params
         )
