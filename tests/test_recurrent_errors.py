@@ -182,6 +182,18 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         ValueError,
         r"upstream\(h_T\) has shape \(1, 2\) but the output h_T has shape \(2, 5\)",
     ),
+    (
+        "step-upstream-shape",
+        bptt(step_upstream=np.ones((T + 1, B, H))),
+        ValueError,
+        r"step_upstream has shape \(5, 2, 5\) but the output h_1..h_T has shape \(4, 2, 5\)",
+    ),
+    (
+        "step-upstream-function",
+        bptt(step_upstream=lambda hs: hs[:, :1, :2]),
+        ValueError,
+        r"step_upstream\(h_1..h_T\) has shape \(4, 1, 2\) but the output h_1..h_T has shape",
+    ),
     ("keep-grads", bptt(keep_grads="yes"), TypeError, r"keep_grads must be True or False"),
 ]
 

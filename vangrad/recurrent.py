@@ -210,25 +210,7 @@ def backprop_through_time(
         if value is not None:
             states[name] = check_initial_state(name, value, state_shape)
     dtype = np.result_type(x_array, *checked.values(), *states.values())
-    if callable(upstream):
-        loss_gradient = upstream
-
-        def checked_upstream(h: np.ndarray) -> np.ndarray:
-            finite = bool(np.isfinite(h).all())  # else the forward pass overflowed
-            return check_upstream(
-                loss_gradient(h), h.shape, dtype, name="upstream(h_T)", finite=finite, output="h_T"
-            )
-
-    elif upstream is not None:
-        fixed = check_upstream(upstream, state_shape, dtype, output="h_T")
-
-        def checked_upstream(h: np.ndarray) -> np.ndarray:
-            return fixed
-
-    else:
-
-        def checked_upstream(h: np.ndarray) -> np.ndarray:
-            return np.ones_like(h)
+    sequence_shape = (*stack, x_array.shape[-3], *state_shape[-2:])
 
     def initial(name: str) -> np.ndarray:
         value = states.get(name)
@@ -236,40 +218,41 @@ def backprop_through_time(
             return np.zeros(state_shape, dtype=dtype)
         return np.broadcast_to(value.astype(dtype, copy=False), state_shape).copy()
 
-    sequence_shape = (*stack, x_array.shape[-3], x_array.shape[-2], hidden)
-    step_gradient = None
-    if callable(step_upstream):
-        step_loss_gradient = step_upstream
-
-        def step_gradient(hs: np.ndarray) -> np.ndarray:
-            finite = bool(np.isfinite(hs).all())
-            return check_upstream(
-                step_loss_gradient(hs),
-                hs.shape,
-                dtype,
-                name="step_upstream(h_1..h_T)",
-                finite=finite,
-                output="h_1..h_T",
-            )
-
-    elif step_upstream is not None:
-        fixed_steps = check_upstream(
-            step_upstream, sequence_shape, dtype, name="step_upstream", output="h_1..h_T"
-        )
-
-        def step_gradient(hs: np.ndarray) -> np.ndarray:
-            return fixed_steps
-
     return run_recurrent(
         x_array.astype(dtype, copy=False),
         cell,
         {name: array.astype(dtype, copy=False) for name, array in checked.items()},
         h0=initial("h0"),
         c0=initial("c0") if cell == "lstm" else None,
-        upstream=checked_upstream,
-        step_upstream=step_gradient,
+        upstream=loss_gradient(upstream, state_shape, dtype, name="upstream", at="h_T"),
+        step_upstream=loss_gradient(
+            step_upstream, sequence_shape, dtype, name="step_upstream", at="h_1..h_T"
+        ),
         keep_grads=keep_grads,
     )
+
+
+def loss_gradient(
+    value: object, shape: tuple[int, ...], dtype: np.dtype, *, name: str, at: str
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A gradient of the loss as a checked function of the states `at` it is taken at.
+
+    `value` is an array (checked now) or a function of those states (checked when called,
+    after the forward pass); `None` stays `None`.
+    """
+    if value is None:
+        return None
+    if callable(value):
+
+        def of_states(states: np.ndarray) -> np.ndarray:
+            finite = bool(np.isfinite(states).all())  # else the forward pass overflowed
+            return check_upstream(
+                value(states), states.shape, dtype, name=f"{name}({at})", finite=finite, output=at
+            )
+
+        return of_states
+    fixed = check_upstream(value, shape, dtype, name=name, output=at)
+    return lambda states: fixed
 
 
 # --8<-- [start:forward]
@@ -543,8 +526,8 @@ def run_recurrent(
     *,
     h0: np.ndarray,
     c0: np.ndarray | None,
-    upstream: Callable[[np.ndarray], np.ndarray],
-    step_upstream: Callable[[np.ndarray], np.ndarray] | None = None,
+    upstream: Callable[[np.ndarray], np.ndarray] | None,
+    step_upstream: Callable[[np.ndarray], np.ndarray] | None,
     keep_grads: bool,
 ) -> RecurrentFlow:
     """`backprop_through_time` on checked arrays: forward, backward, then the results."""
@@ -563,8 +546,9 @@ def run_recurrent(
             h0=h0,
             c0=c0,
         )
-        h_t = hs[-1]
-        g_t = np.broadcast_to(upstream(h_t), h_t.shape).astype(h_t.dtype, copy=True)
+        h_t = hs[-1]  # the sum loss by default: an upstream gradient of ones
+        g_t = np.ones_like(h_t) if upstream is None else upstream(h_t)
+        g_t = np.broadcast_to(g_t, h_t.shape).astype(h_t.dtype, copy=True)
         hidden_states = np.stack(hs, axis=-3)
         direct = None if step_upstream is None else step_upstream(hidden_states[..., 1:, :, :])
         measured = backward(steps, cell, w_hh, g_t, step_upstream=direct, keep_grads=keep_grads)
