@@ -4,12 +4,14 @@ nbconvert inlines all of JupyterLab's CSS, about 570 KB, into every notebook pag
 menus, widgets and editors that a static page never shows, and some two thousand custom
 properties (`--jp-...`) that those rules read. Two passes keep what the page needs:
 
-- `prune_css` drops every rule that names a JupyterLab class the page's markup lacks;
+- `prune_css` drops every rule that names a class the page's markup lacks (JupyterLab's, and
+  Pygments' and nbconvert's own: an ANSI colour no output uses, a token no cell contains);
 - `drop_custom_properties` then drops every custom property that no remaining declaration and
   no style in the markup reads, directly or through another property (`used_custom_properties`).
 
-Rules and properties of other stylesheets (Material's, the site's own) are never touched: a rule
-is dropped only for a JupyterLab class it names, a property only where this CSS defines it.
+Rules and properties of other stylesheets (Material's, the site's own) are never touched, and in
+this CSS a rule naming one of Material's classes is kept for it: Material's scripts add some of
+them to the page as it loads (the wrapper of a wide table, a copy button).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from collections.abc import Callable, Iterator
 _CLASS = re.compile(r"\.(-?[_a-zA-Z][\w-]*)")
 # Arguments of :not() and friends name classes a matching element need not have.
 _PSEUDO_ARGUMENT = re.compile(r":(?:not|is|where|has)\((?:[^()]|\([^()]*\))*\)")
-# JupyterLab's own class families; a rule naming another class (Material's, say) is kept.
-_JUPYTER_CLASSES = ("jp-", "lm-", "p-", "bp3-", "widget-", "jupyter-widget", "CodeMirror", "cm-")
+# Pygments' rules open with a comment naming the token ("/* Keyword.Namespace */"): not a class.
+_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+# Material's classes, which its scripts may add after the page has loaded.
+_ADDED_AS_THE_PAGE_LOADS = ("md-",)
 _GROUPING_RULES = ("@media", "@supports", "@layer")
 _READS = re.compile(r"var\(\s*(--[\w-]+)")
 
@@ -47,9 +51,9 @@ def _statements(css: str) -> list[tuple[str, str | None]]:
 
 
 def _selects_something(selectors: str, classes: set[str]) -> bool:
-    for selector in selectors.split(","):
+    for selector in _COMMENT.sub("", selectors).split(","):
         named = _CLASS.findall(_PSEUDO_ARGUMENT.sub("", selector))
-        if all(name in classes for name in named if name.startswith(_JUPYTER_CLASSES)):
+        if all(name in classes or name.startswith(_ADDED_AS_THE_PAGE_LOADS) for name in named):
             return True
     return False
 
@@ -76,7 +80,7 @@ def _rewrite(css: str, rule: Callable[[str, str], str | None]) -> str:
 
 
 def prune_css(css: str, classes: set[str]) -> str:
-    """Drop the rules of `css` that name a JupyterLab class missing from `classes`."""
+    """Drop the rules of `css` that name a class missing from `classes` (Material's excepted)."""
     return _rewrite(
         css, lambda selectors, body: body if _selects_something(selectors, classes) else None
     )

@@ -128,6 +128,66 @@ def _prune_notebook_styles(content: str) -> str:
     return _STYLE.sub(lambda found: found.group(1) + next(pruned) + found.group(3), content)
 
 
+# mkdocs-jupyter gives every code cell a copy button of its own making: a custom element with a
+# script to define it (4 KB), an inline SVG icon per cell, and a hidden second copy of the cell's
+# source to copy from; together about a tenth of a notebook page. Material's own clipboard, which
+# every other page's copy buttons use, is already loaded: each cell's button becomes one of its
+# buttons (`data-clipboard-target`), copying the shown code, with the icon drawn once by the
+# site's stylesheet.
+_COPY_BUTTON = re.compile(
+    r'<clipboard-copy[^>]*for="(?P<target>cell-\d+)"[^>]*>\s*<div>\s*'
+    r'<span class="notice" hidden[^>]*>[^<]*</span>\s*'
+    r'<svg [^>]*class="clipboard-copy-icon"[^>]*>.*?</svg>\s*</div>\s*</clipboard-copy>',
+    re.DOTALL,
+)
+_COPY_SOURCE = re.compile(
+    r"<pre>(?P<code>(?:(?!</pre>).)*</pre></div>\s*)"
+    r'<div (?:class="clipboard-copy-txt" id="(?P<a>cell-\d+)"|id="(?P<b>cell-\d+)" '
+    r'class="clipboard-copy-txt")>(?:(?!</div>).)*</div>',
+    re.DOTALL,
+)
+_COPY_SCRIPTS = re.compile(
+    r"<script>\s*\(function \(global, factory\)(?:(?!</script>).)*ClipboardCopyElement"
+    r"(?:(?!</script>).)*</script>\s*"
+    r"<script>\s*document\.addEventListener\('clipboard-copy'(?:(?!</script>).)*</script>",
+    re.DOTALL,
+)
+# nbconvert's loader for Mermaid diagrams imports Mermaid from a CDN, which the site never asks.
+_MERMAID_LOADER = re.compile(
+    r'<script type="module">(?:(?!</script>).)*\.jp-Mermaid(?:(?!</script>).)*</script>', re.DOTALL
+)
+
+
+def lighten_copy_buttons(content: str, *, where: str) -> str:
+    """Make each code cell's copy button one of Material's, copying the code the cell shows.
+
+    Drops the Mermaid loader too; a notebook with a Mermaid diagram fails the build instead.
+    """
+    content, loaders = _MERMAID_LOADER.subn("", content)
+    if 'class="jp-Mermaid' in content:
+        raise PluginError(f"{where}: Mermaid diagrams need a renderer from a CDN; draw a figure")
+    buttons = len(re.findall(r"<clipboard-copy\b", content))
+    sources = content.count('class="clipboard-copy-txt"')
+    content, scripts = _COPY_SCRIPTS.subn("", content)
+    content, moved = _COPY_SOURCE.subn(
+        lambda found: f'<pre id="{found["a"] or found["b"]}">{found["code"]}', content
+    )
+    content, made = _COPY_BUTTON.subn(
+        lambda found: (
+            f'<button class="vg-cell-copy" type="button" title="Copy to clipboard" '
+            f'data-clipboard-target="#{found["target"]}">'
+            '<span aria-hidden="true" class="clipboard-copy-icon"></span></button>'
+        ),
+        content,
+    )
+    if (loaders, scripts) != (1, 1) or not moved == made == buttons == sources:
+        raise PluginError(
+            f"{where}: mkdocs-jupyter's copy buttons changed shape ({buttons} buttons, "
+            f"{sources} sources, {scripts} scripts, {loaders} Mermaid loaders); update the hook"
+        )
+    return content
+
+
 def _is_notebook(src_uri: str) -> bool:
     return src_uri.startswith("notebooks/") and src_uri.endswith(".py")
 
@@ -382,18 +442,23 @@ def move_figures_out(content: str, folder: Path) -> str:
     return _INLINE_PNG.sub(move, content)
 
 
+# Before mathml.py: a `$` in a cell's code must reach the copy button as it is, not as MathML.
+@event_priority(50)
 def on_page_content(html_content: str, page: Any, config: Any, **_: Any) -> str:
     """Describe the figures of notebook pages, move them out of the page, offer downloads."""
     where = page.file.src_uri
     if not _is_notebook(where):
         return html_content
     folder = Path(config.site_dir, page.file.dest_uri).parent
-    light = move_figures_out(prune_notebook_styles(html_content), folder)
+    light = move_figures_out(lighten_copy_buttons(html_content, where=where), folder)
     described = describe_notebook_figures(light, where=where)
     # Under the notebook's title when it has one, else at the top.
     if "</h1>" in described:
-        return described.replace("</h1>", "</h1>" + _download_buttons(where), 1)
-    return _download_buttons(where) + described
+        offered = described.replace("</h1>", "</h1>" + _download_buttons(where), 1)
+    else:
+        offered = _download_buttons(where) + described
+    # Last, so that the rules the download and install boxes use are kept too.
+    return prune_notebook_styles(offered)
 
 
 def _isolate_kernel(target: Path) -> Path:

@@ -113,6 +113,73 @@ def test_notebook_alt_comment_continues_on_indented_comment_lines() -> None:
     assert "# An ordinary comment." in out
 
 
+# One code cell as mkdocs-jupyter 0.26 writes it, with the scripts it puts before the cells.
+_JUPYTER_CELL = """<script>
+(function (global, factory) { global.ClipboardCopyElement = factory(); }(this, function () {}));
+</script>
+<script>
+      document.addEventListener('clipboard-copy', function(event) {})
+</script>
+<script type="module">
+  document.addEventListener("DOMContentLoaded", async () => {
+    const diagrams = document.querySelectorAll(".jp-Mermaid > pre.mermaid");
+    await import("https://cdn.example/mermaid.mjs");
+  });
+</script>
+<div class="CodeMirror cm-s-jupyter">
+<div class="zeroclipboard-container">
+<clipboard-copy ,="" aria-label="Copy to Clipboard" for="cell-1">
+<div>
+<span class="notice" hidden="">Copied!</span>
+<svg aria-hidden="true" class="clipboard-copy-icon" height="20" viewbox="0 0 16 16" width="20">
+<path d="M0 6.75z" fill="currentColor" fill-rule="evenodd"></path>
+</svg>
+</div>
+</clipboard-copy>
+</div>
+<div class="highlight-ipynb hl-python"><pre><span></span><span class="n">label</span> <span \
+class="o">=</span> <span class="s2">"bound $0.25^k$"</span>
+</pre></div>
+<div class="clipboard-copy-txt" id="cell-1">label = "bound <math>...</math>"</div>
+</div>"""
+
+
+def test_notebook_copy_buttons_copy_the_shown_code_with_materials_clipboard() -> None:
+    out = notebooks.lighten_copy_buttons(_JUPYTER_CELL, where="nb.py")
+    for gone in ("clipboard-copy-txt", "<clipboard-copy", "<svg", "ClipboardCopyElement", "cdn."):
+        assert gone not in out, gone
+    assert '<pre id="cell-1"><span></span><span class="n">label' in out
+    assert (
+        '<button class="vg-cell-copy" type="button" title="Copy to clipboard" '
+        'data-clipboard-target="#cell-1"><span aria-hidden="true" class="clipboard-copy-icon">'
+    ) in out
+
+
+def test_notebook_copy_buttons_of_another_shape_fail_the_build() -> None:
+    with pytest.raises(PluginError, match="copy buttons changed shape"):
+        notebooks.lighten_copy_buttons(_JUPYTER_CELL.replace("<div>\n<span", "<span"), where="nb")
+    with pytest.raises(PluginError, match="Mermaid diagrams need a renderer"):
+        notebooks.lighten_copy_buttons(
+            _JUPYTER_CELL + '<div class="jp-Mermaid"><pre class="mermaid">a</pre></div>', where="nb"
+        )
+
+
+def test_template_indentation_is_dropped_outside_verbatim_elements() -> None:
+    indentation = _load("indentation")
+    html = (
+        "<nav>\n    <ul>\n\t<li>a</li>\n  </ul>\n</nav>\n"
+        "<pre>\n    code\n</pre>\n  <p><code>a\n   b</code></p>\n"
+        "<textarea>\n  t</textarea>\n  <script>\n  let s = `\n  x`;\n</script>"
+        "<style>\n  p{}\n</style >\n  <PRE>\n  upper</PRE>"
+    )
+    assert indentation.drop_indentation(html) == (
+        "<nav>\n<ul>\n<li>a</li>\n</ul>\n</nav>\n"
+        "<pre>\n    code\n</pre>\n<p><code>a\n   b</code></p>\n"
+        "<textarea>\n  t</textarea>\n<script>\n  let s = `\n  x`;\n</script>"
+        "<style>\n  p{}\n</style >\n<PRE>\n  upper</PRE>"
+    )
+
+
 def test_notebook_figure_without_alt_comment_fails_the_build() -> None:
     cell = f'<div class="jp-Cell jp-CodeCell"><img {notebooks.PLACEHOLDER} src="data:"></div>'
     with pytest.raises(PluginError, match=r"nb\.py: a code cell draws a figure"):
@@ -179,7 +246,10 @@ def test_notebook_styles_keep_only_rules_that_can_match() -> None:
         ".jupyter-wrapper .jp-Cell:not(.jp-mod-active),.jp-Missing{padding:0}"
         ".jp-Missing,.jp-OutputArea pre{font-size:1em}"
         ".md-typeset .jp-Missing{border:0}"
-        ".highlight .k{color:blue}"
+        ".md-typeset__scrollwrap .jp-Cell{overflow:auto}"
+        "/* Keyword */\n.highlight .k{color:blue}"
+        "/* Comment.Single */\n.highlight .c1{color:gray}"
+        ".ansi-red-fg{color:red}"
         "@media (max-width: 600px){.jp-Cell{margin:1px}.jp-Missing{margin:2px}}"
         "@media print{.bp3-menu{display:none}}"
         "@keyframes spin{from{opacity:0}to{opacity:1}}"
@@ -187,7 +257,7 @@ def test_notebook_styles_keep_only_rules_that_can_match() -> None:
     page = (
         f"<style>{css}</style>"
         '<div class="jupyter-wrapper"><div class="jp-Cell"><div class="jp-OutputArea">'
-        '<pre class="highlight">x</pre></div></div></div>'
+        '<pre class="highlight"><span class="k">x</span></pre></div></div></div>'
     )
     kept = notebooks.prune_notebook_styles(page)
     for rule in (
@@ -196,12 +266,20 @@ def test_notebook_styles_keep_only_rules_that_can_match() -> None:
         ".jupyter-wrapper .jp-Cell{margin:var(--jp-x)}",
         ".jupyter-wrapper .jp-Cell:not(.jp-mod-active),.jp-Missing{padding:0}",
         ".jp-Missing,.jp-OutputArea pre{font-size:1em}",
-        ".highlight .k{color:blue}",
+        "/* Keyword */\n.highlight .k{color:blue}",
+        ".md-typeset__scrollwrap .jp-Cell{overflow:auto}",  # Material adds the wrapper later
         "@media (max-width: 600px){.jp-Cell{margin:1px}}",
         "@keyframes spin{from{opacity:0}to{opacity:1}}",
     ):
         assert rule in kept, rule
-    for gone in (".bp3-menu", ".md-typeset .jp-Missing", "margin:2px", "@media print"):
+    for gone in (
+        ".bp3-menu",
+        ".md-typeset .jp-Missing",
+        "margin:2px",
+        "@media print",
+        ".c1",  # a Pygments token no cell holds
+        ".ansi-red-fg",  # a colour no output uses
+    ):
         assert gone not in kept, gone
     assert kept.endswith(page[page.index("</style>") :])
 

@@ -67,6 +67,16 @@ def test_no_page_loads_anything_from_another_host(site: Path) -> None:
     assert not offenders, "\n".join(offenders)
 
 
+def test_no_inline_script_names_another_host(site: Path) -> None:
+    # A script can fetch or import what no src attribute shows (nbconvert's Mermaid loader did).
+    offenders: list[str] = []
+    for page in _pages(site):
+        for script in re.findall(r"<script\b[^>]*>(.*?)</script>", page.read_text("utf-8"), re.S):
+            hosts = re.findall(r"""["'`]((?:https?:)?//[^"'`\s]+)""", script)
+            offenders += [f"{page.relative_to(site)}: {url}" for url in hosts]
+    assert not offenders, "\n".join(offenders)
+
+
 def test_no_stylesheet_imports_from_another_host(site: Path) -> None:
     offenders: list[str] = []
     for sheet in sorted(site.rglob("*.css")):

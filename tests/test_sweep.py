@@ -239,7 +239,7 @@ def test_sweep_compares_batchnorm_and_residual_on_the_same_networks() -> None:
 @pytest.mark.parametrize(
     ("value", "error", "match"),
     [
-        ("yes", TypeError, r"batchnorm must be True, False or a list such as \[False, True\]"),
+        ("yes", TypeError, r"batchnorm must be True or False, got 'yes'"),
         ([False, 1], TypeError, r"batchnorm\[1\] must be"),
         ([True, True], ValueError, r"batchnorm lists a setting twice: \[True, True\]"),
         ([], ValueError, r"batchnorm must not be empty"),
@@ -248,3 +248,48 @@ def test_sweep_compares_batchnorm_and_residual_on_the_same_networks() -> None:
 def test_sweep_refuses_bad_switches(value: object, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         sweep([3], width=4, batch_size=2, batchnorm=value)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        ("pre", ValueError, r"residual must be False, True or 'post', got 'pre'"),
+        ([False, "pre"], ValueError, r"residual\[1\] must be False, True or 'post'"),
+        (["post", "post"], ValueError, r"residual lists a setting twice: \['post', 'post'\]"),
+    ],
+)
+def test_sweep_refuses_bad_residual_settings(
+    value: object, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        sweep([3], width=4, batch_size=2, residual=value)
+
+
+def test_sweep_compares_the_post_activation_block_on_the_same_networks() -> None:
+    grid = sweep([2, 4], width=6, batch_size=3, trials=2, residual=[True, "post"], seed=5)
+    assert grid.residual == (True, "post")
+    alone = sweep([2, 4], width=6, batch_size=3, trials=2, residual="post", seed=5)
+    assert alone.residual == ("post",)
+    np.testing.assert_array_equal(grid.log10_input_grad[:, :, :, 1:], alone.log10_input_grad)
+
+
+def test_a_comparison_names_every_residual_setting_of_the_sweep() -> None:
+    import matplotlib.pyplot as plt
+
+    from vangrad.plotting import plot_comparison, plot_sweep
+
+    settings = {"batchnorm": [False, True], "residual": [False, True, "post"]}
+    grid = sweep([2, 3], width=4, batch_size=2, trials=1, weight_scales=[0.5, 1.0], **settings)
+    ax = plot_comparison(grid, depth=2, weight_scale=1.0)
+    labels = [tick.get_text() for tick in ax.get_xticklabels()]
+    assert labels == [
+        "plain",
+        "residual",
+        "residual (post)",
+        "batch norm",
+        "batch norm\n+ residual",
+        "batch norm\n+ residual (post)",
+    ]
+    ax = plot_sweep(grid, batchnorm=True, residual="post")
+    assert ax.get_title().startswith("tanh, xavier_normal, batch norm, residual (post):")
+    plt.close("all")

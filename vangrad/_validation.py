@@ -144,14 +144,14 @@ path passes through the activation's slopes too.
 """
 
 
-def check_residual(value: object) -> bool | str:
+def check_residual(value: object, name: str = "residual") -> bool | str:
     """Return `value` if it is one of `RESIDUALS` (`False`, `True` or `"post"`)."""
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if value == "post" and isinstance(value, str):
         return "post"
     raise (ValueError if isinstance(value, str) else TypeError)(
-        f"residual must be False, True or 'post', got {_describe(value)}"
+        f"{name} must be False, True or 'post', got {_describe(value)}"
     )
 
 

@@ -303,6 +303,20 @@ def _diverging_norm(values: np.ndarray) -> TwoSlopeNorm:
     return TwoSlopeNorm(vcenter=0.0, vmin=low, vmax=high)
 
 
+# What a sweep's residual setting adds to a label, by the setting (see RESIDUALS).
+_RESIDUAL_LABELS: dict[bool | str, list[str]] = {
+    False: [],
+    True: ["residual"],
+    "post": ["residual (post)"],
+}
+
+
+def _setting_label(batchnorm: bool, residual: bool | str) -> str:
+    """A sweep column's name, its settings joined on two lines: "plain" when it has none."""
+    parts = (["batch norm"] if batchnorm else []) + _RESIDUAL_LABELS[residual]
+    return "\n+ ".join(parts) or "plain"
+
+
 def plot_comparison(
     grid: Sweep,
     *,
@@ -347,12 +361,6 @@ def plot_comparison(
     relative = grid.median[..., weight_scale, depth] - grid.log10_output_grad
     rows = relative.reshape(len(grid.activations) * len(grid.inits), -1)
     columns = [(b, r) for b in grid.batchnorm for r in grid.residual]
-    names = {
-        (False, False): "plain",
-        (True, False): "batch norm",
-        (False, True): "residual",
-        (True, True): "batch norm\n+ residual",
-    }
     ax = _new_axes(ax)
     norm = _diverging_norm(rows)
     mesh = ax.imshow(rows, cmap="RdBu_r", norm=norm, aspect="auto")
@@ -360,7 +368,7 @@ def plot_comparison(
         dark = abs(float(norm(value)) - 0.5) > 0.3  # white text on the deep blues and reds
         color = "white" if dark else "black"
         ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize="small", color=color)
-    ax.set_xticks(range(len(columns)), [names[c] for c in columns])
+    ax.set_xticks(range(len(columns)), [_setting_label(*c) for c in columns])
     ax.set_yticks(range(rows.shape[0]), [f"{a}, {i}" for a in grid.activations for i in grid.inits])
     ax.xaxis.tick_top()
     colorbar = ax.figure.colorbar(mesh, ax=ax)
@@ -377,7 +385,7 @@ def plot_sweep(
     activation: str | None = None,
     init: str | None = None,
     batchnorm: bool | None = None,
-    residual: bool | None = None,
+    residual: bool | str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Map the input-layer gradient over weight scales and depths from a [`sweep`][vangrad.sweep].
@@ -394,7 +402,7 @@ def plot_sweep(
             grid has only one. Likewise:
         init: Which initialiser of the grid.
         batchnorm: Which batch-normalisation setting, `False` or `True`.
-        residual: Which residual setting, `False` or `True`.
+        residual: Which residual setting, `False`, `True` or `"post"`.
         ax: Where to draw; a new figure when omitted.
 
     Returns:
@@ -439,7 +447,7 @@ def plot_sweep(
     ax.set_ylabel("weight scale (gain on the initialiser)")
     settings = [grid.activations[activation], grid.inits[init]]
     settings += ["batch norm"] if grid.batchnorm[batchnorm] else []
-    settings += ["residual"] if grid.residual[residual] else []
+    settings += _RESIDUAL_LABELS[grid.residual[residual]]
     ax.set_title(f"{', '.join(settings)}: gradient at the first layer")
     return ax
 

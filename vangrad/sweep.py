@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +16,7 @@ from vangrad._validation import (
     check_loss,
     check_positive_float,
     check_positive_int,
+    check_residual,
     check_seed,
 )
 from vangrad.activations import Activation
@@ -38,7 +39,7 @@ class Sweep:
         activations: The activation names, labels of axis 0.
         inits: The initialiser names, labels of axis 1.
         batchnorm: Without (`False`) or with (`True`) batch normalisation, labels of axis 2.
-        residual: Without (`False`) or with (`True`) residual connections, labels of axis 3.
+        residual: The residual settings (`False`, `True`, `"post"`), labels of axis 3.
         weight_scales: The weight scales (standard deviations for `"normal"`, gains otherwise),
             labels of axis 4.
         depths: The depths, labels of axis 5.
@@ -60,7 +61,7 @@ class Sweep:
     activations: tuple[str, ...]
     inits: tuple[str, ...]
     batchnorm: tuple[bool, ...]
-    residual: tuple[bool, ...]
+    residual: tuple[bool | str, ...]
     weight_scales: np.ndarray
     depths: np.ndarray
     log10_input_grad: np.ndarray = field(repr=False)
@@ -123,7 +124,7 @@ def sweep(
     weight_scales: Sequence[float] | None = None,
     trials: int = 16,
     batchnorm: bool | Sequence[bool] = False,
-    residual: bool | Sequence[bool] = False,
+    residual: bool | str | Sequence[bool | str] = False,
     seed: int | np.random.Generator = 0,
     dtype: str | type[np.floating] = "float64",
     loss: str = "sum",
@@ -152,8 +153,8 @@ def sweep(
         trials: The number of networks per grid point; an integer >= 1.
         batchnorm: Normalise each layer's pre-activations over the batch: a bool, or a list of
             the settings to compare, such as `[False, True]`.
-        residual: Add each layer's input to its output: a bool, or a list such as
-            `[False, True]`.
+        residual: The residual block, one of `RESIDUALS` (`False`, `True`, `"post"`), or a
+            list of them to compare, such as `[False, True, "post"]`.
         seed: An integer >= 0, or a `numpy.random.Generator`.
         dtype: `"float64"` (default) or `"float32"`.
         loss: `"sum"` (default), the sum of the outputs, or `"random"`, a random upstream
@@ -188,8 +189,8 @@ def sweep(
     acts = [check_activation(a) for a in _check_list("activations", activations)]
     initializers = [get_initializer(i) for i in _check_list("inits", inits)]
     scales = _check_scales(weight_scales, initializers)
-    norms = _check_switch("batchnorm", batchnorm)
-    skips = _check_switch("residual", residual)
+    norms = _check_axis("batchnorm", batchnorm, check_bool)
+    skips = _check_axis("residual", residual, lambda name, v: check_residual(v, name))
     float_dtype = check_float_dtype("dtype", dtype)
     loss = check_loss(loss)
     if any(norms):
@@ -266,15 +267,13 @@ def _check_list(name: str, value: object) -> list[object]:
     return list(value)
 
 
-def _check_switch(name: str, value: object) -> tuple[bool, ...]:
-    """A bool, or a list of distinct bools: the settings of an on/off axis of the grid."""
-    if isinstance(value, bool | np.bool_):
-        return (bool(value),)
-    if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray):
-        raise TypeError(
-            f"{name} must be True, False or a list such as [False, True], got {value!r}"
-        )
-    settings = tuple(check_bool(f"{name}[{i}]", v) for i, v in enumerate(_check_list(name, value)))
+def _check_axis(
+    name: str, value: object, check: Callable[[str, object], bool | str]
+) -> tuple[bool | str, ...]:
+    """One setting, or a list of distinct settings: the labels of an axis of the grid."""
+    if not isinstance(value, Sequence | np.ndarray) or isinstance(value, str):
+        return (check(name, value),)
+    settings = tuple(check(f"{name}[{i}]", v) for i, v in enumerate(_check_list(name, value)))
     if len(set(settings)) != len(settings):
         raise ValueError(f"{name} lists a setting twice: {list(settings)}")
     return settings
