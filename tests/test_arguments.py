@@ -37,7 +37,11 @@ def objects() -> dict[str, Any]:
     result = training.train(network, x, y, steps=3, batch_size=4, learning_rate=0.1)
     phase = vangrad.phase_diagram([1.0, 2.0], [0.0, 0.1], depth=3, width=4, batch_size=2)
     spectra = vangrad.jacobian_singular_values([2], 4, activation="tanh", sigma_w2=1.0)
+    lstm = vangrad.backprop_through_time(
+        np.ones((3, 2, 3)), "lstm", vangrad.recurrent_params("lstm", 3, 2, seed=0)
+    )
     return {
+        "lstm_flow": lstm,
         "grid": grid,
         "flow": flow,
         "x": x,
@@ -199,6 +203,12 @@ def good_calls() -> dict[str, dict[str, Any]]:
         },
         "vangrad.plotting.plot_gradient_bound": {"num_layers": 3, "derivative_max": 0.25},
         "vangrad.plotting.plot_gradient_profile": {"flow": o["flow"], "label": "a"},
+        "vangrad.plotting.plot_gradient_through_time": {
+            "flow": o["lstm_flow"],
+            "label": "a",
+            "predicted_factor": 0.9,
+            "cell_state": True,
+        },
         "vangrad.plotting.plot_layer_variances": {"flows": {"a": o["flow"]}},
         "vangrad.plotting.plot_loss_curves": {"results": {"a": o["result"]}, "window": 2},
         "vangrad.plotting.plot_phase_diagram": {"grid": o["phase"]},

@@ -438,3 +438,23 @@ def test_per_step_factor_approaches_mean_field_at_large_width() -> None:
         slope = np.polyfit(t, flow.log10_grad_norms.mean(axis=0)[10 : steps - 9], 1)[0]
         measured = 10 ** (-slope)
         assert measured == pytest.approx(float(np.sqrt(chi_1(sigma_w2, 0.1))), abs=0.015)
+
+
+def test_the_cell_state_plot_needs_an_lstm() -> None:
+    import matplotlib.pyplot as plt
+
+    from vangrad import recurrent_params
+    from vangrad.plotting import plot_gradient_through_time
+
+    params = recurrent_params("rnn_tanh", 3, 4, trials=2, seed=0)
+    flow = backprop_through_time(np.ones((5, 2, 3)), "rnn_tanh", params)
+    with pytest.raises(ValueError, match=r"cell_state=True needs an LSTM's flow; .*'rnn_tanh'"):
+        plot_gradient_through_time(flow, cell_state=True)
+    lstm = backprop_through_time(
+        np.ones((5, 2, 3)), "lstm", recurrent_params("lstm", 3, 4, trials=2, seed=0)
+    )
+    ax = plot_gradient_through_time(lstm, cell_state=True, predicted_factor=0.5)
+    assert ax.get_ylabel() == "||dLoss/dc_t|| relative to the last step"
+    # The dashed prediction starts at the last step's median and falls by log10(0.5) per step.
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), (5 - np.arange(6)) * np.log10(0.5))
+    plt.close("all")

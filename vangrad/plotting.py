@@ -37,6 +37,7 @@ __all__ = [
     "plot_decision_boundary",
     "plot_gradient_bound",
     "plot_gradient_profile",
+    "plot_gradient_through_time",
     "plot_layer_variances",
     "plot_loss_curves",
     "plot_phase_diagram",
@@ -298,9 +299,10 @@ def plot_gradient_through_time(
     *,
     label: str | None = None,
     predicted_factor: float | None = None,
+    cell_state: bool = False,
     ax: Axes | None = None,
 ) -> Axes:
-    """Plot the gradient norm at every step of a recurrent layer, relative to the last step.
+    r"""Plot the gradient norm at every step of a recurrent layer, relative to the last step.
 
     For a stack of trials the line is the median over trials and the band the interquartile
     range. With `predicted_factor`, a dashed line of that factor per step (a mean-field
@@ -310,6 +312,8 @@ def plot_gradient_through_time(
         flow: What [`backprop_through_time`][vangrad.backprop_through_time] measured.
         label: The legend entry; by default the cell's name.
         predicted_factor: A factor per step to draw beside the measurement; positive.
+        cell_state: The LSTM's cell-state gradient $\partial L / \partial c_t$ instead of
+            $\partial L / \partial h_t$.
         ax: Where to draw; a new figure when omitted.
 
     Returns:
@@ -332,7 +336,10 @@ def plot_gradient_through_time(
     check_instance("flow", flow, RecurrentFlow, "from backprop_through_time")
     if predicted_factor is not None:
         predicted_factor = check_positive_float("predicted_factor", predicted_factor)
-    relative = np.atleast_2d(flow.log10_grad_norms - flow.log10_grad_norms[..., -1:])
+    if check_bool("cell_state", cell_state) and flow.log10_cell_grad_norms is None:
+        raise ValueError(f"cell_state=True needs an LSTM's flow; this one is {flow.cell!r}'s")
+    norms = flow.log10_cell_grad_norms if cell_state else flow.log10_grad_norms
+    relative = np.atleast_2d(norms - norms[..., -1:])
     steps = np.arange(relative.shape[-1])
     q25, median, q75 = np.quantile(relative, [0.25, 0.5, 0.75], axis=0, method="inverted_cdf")
     ax = _new_axes(ax)
@@ -344,7 +351,7 @@ def plot_gradient_through_time(
         ax.plot(steps, back * np.log10(predicted_factor), "--", color=line.get_color(), lw=1)
     _powers_of_ten(ax)
     ax.set_xlabel("step t (0 = the initial state)")
-    ax.set_ylabel("||dLoss/dh_t|| relative to the last step")
+    ax.set_ylabel(f"||dLoss/d{'c' if cell_state else 'h'}_t|| relative to the last step")
     ax.grid(visible=True, linestyle="--", alpha=0.5)
     ax.legend(fontsize="small")
     return ax
