@@ -245,7 +245,81 @@ def _figures() -> dict[str, Callable[[], Any]]:
         "sigmoid-tanh-saturation": sigmoid_and_tanh_saturation,
         **_saturation_figures(),
         **_theory_figures(),
+        **_recurrent_figures(),
+        **_gates_figures(),
     }
+
+
+def _recurrent_figures() -> dict[str, Callable[[], Any]]:
+    """The figures of the pages on recurrent networks."""
+    import numpy as np
+
+    from vangrad import backprop_through_time, chi_1, recurrent_params
+    from vangrad.plotting import plot_gradient_through_time
+
+    def recurrent_decay() -> Any:
+        # The settings of the per-step table on recurrent/through-time.md.
+        width, steps, trials = 256, 100, 4
+        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+        for sigma_w2 in (0.5, 1.0, 1.5, 2.0):
+            rng = np.random.default_rng(1)
+            params = recurrent_params(
+                "rnn_tanh",
+                width,
+                width,
+                init_ih="normal",
+                input_gain=np.sqrt(0.1 / width),
+                init_hh="normal",
+                gain=np.sqrt(sigma_w2 / width),
+                bias=False,
+                trials=trials,
+                seed=rng,
+            )
+            x = rng.normal(size=(steps, 8, width))
+            upstream = rng.normal(size=(trials, 8, width))
+            flow = backprop_through_time(x, "rnn_tanh", params, upstream=upstream)
+            predicted = float(np.sqrt(chi_1(sigma_w2, 0.1, "tanh")))
+            label = f"sigma_w^2 = {sigma_w2:g}: predicted x{predicted:.3f} per step (dashed)"
+            plot_gradient_through_time(flow, label=label, predicted_factor=predicted, ax=ax)
+        ax.set_title("tanh recurrent networks, 256 units: measured (4 nets) and mean field")
+        return ax
+
+    return {"recurrent-decay": recurrent_decay}
+
+
+def _gates_figures() -> dict[str, Callable[[], Any]]:
+    """The figures of recurrent/gates.md."""
+    import numpy as np
+
+    from vangrad import backprop_through_time, recurrent_params
+    from vangrad.plotting import plot_gradient_through_time
+
+    def lstm_forget_bias() -> Any:
+        # The settings of the page's forget-bias table: 64 units, 100 steps, 8 networks.
+        width, steps, trials = 64, 100, 8
+        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+        for cell, bias in (
+            ("rnn_tanh", None),
+            ("lstm", 0.0),
+            ("lstm", 1.0),
+            ("lstm", 3.0),
+            ("lstm", 5.0),
+        ):
+            rng = np.random.default_rng(0)
+            biases = {} if bias is None else {"forget_bias": bias}
+            params = recurrent_params(cell, width, width, trials=trials, seed=rng, **biases)
+            x = rng.normal(size=(steps, 16, width))
+            upstream = rng.normal(size=(trials, 16, width))
+            flow = backprop_through_time(x, cell, params, upstream=upstream)
+            label = (
+                "tanh network, dL/dh_t" if bias is None else f"LSTM, forget bias {bias:g}, dL/dc_t"
+            )
+            plot_gradient_through_time(flow, label=label, cell_state=bias is not None, ax=ax)
+        ax.set_ylabel("gradient norm relative to the last step")
+        ax.set_title("64 units, 100 steps: the LSTM's cell-state gradient by forget bias (8 nets)")
+        return ax
+
+    return {"lstm-forget-bias": lstm_forget_bias}
 
 
 def _saturation_figures() -> dict[str, Callable[[], Any]]:

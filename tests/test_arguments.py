@@ -37,7 +37,11 @@ def objects() -> dict[str, Any]:
     result = training.train(network, x, y, steps=3, batch_size=4, learning_rate=0.1)
     phase = vangrad.phase_diagram([1.0, 2.0], [0.0, 0.1], depth=3, width=4, batch_size=2)
     spectra = vangrad.jacobian_singular_values([2], 4, activation="tanh", sigma_w2=1.0)
+    lstm = vangrad.backprop_through_time(
+        np.ones((3, 2, 3)), "lstm", vangrad.recurrent_params("lstm", 3, 2, seed=0)
+    )
     return {
+        "lstm_flow": lstm,
         "grid": grid,
         "flow": flow,
         "x": x,
@@ -52,6 +56,13 @@ def objects() -> dict[str, Any]:
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(4, 3))
 WEIGHTS = [RNG.normal(size=(3, 3)) for _ in range(2)]
+SEQUENCE = RNG.normal(size=(3, 2, 3))  # (T, batch, N) for an LSTM of H = 2
+LSTM_PARAMS = {
+    "weight_ih": RNG.normal(size=(8, 3)),
+    "weight_hh": RNG.normal(size=(8, 2)),
+    "bias_ih": np.zeros(8),
+    "bias_hh": np.zeros(8),
+}
 
 
 def good_calls() -> dict[str, dict[str, Any]]:
@@ -59,6 +70,15 @@ def good_calls() -> dict[str, dict[str, Any]]:
     o = objects()
     return {
         "vangrad.backprop": {"x": X, "weights": WEIGHTS, "activation": "tanh"},
+        "vangrad.backprop_through_time": {
+            "x": SEQUENCE,
+            "cell": "lstm",
+            "params": LSTM_PARAMS,
+            "h0": np.zeros((2, 2)),
+            "c0": np.zeros((2, 2)),
+            "upstream": np.ones((2, 2)),
+            "keep_grads": False,
+        },
         "vangrad.chi": {"q": 1.0, "sigma_w2": 1.0, "sigma_b2": 0.0, "activation": "tanh"},
         "vangrad.chi_1": {"sigma_w2": 1.0, "sigma_b2": 0.0, "activation": "tanh"},
         "vangrad.clip_by_norm": {"grads": [np.ones(3)], "max_norm": 1.0},
@@ -104,6 +124,20 @@ def good_calls() -> dict[str, dict[str, Any]]:
             "sigma_b2": 0.0,
             "activation": "tanh",
             "input_second_moment": 1.0,
+        },
+        "vangrad.recurrent_params": {
+            "cell": "lstm",
+            "input_size": 3,
+            "hidden_size": 2,
+            "init_ih": "xavier_uniform",
+            "init_hh": "orthogonal",
+            "gain": 1.0,
+            "input_gain": 1.0,
+            "bias": True,
+            "forget_bias": 1.0,
+            "trials": 2,
+            "seed": 0,
+            "dtype": "float64",
         },
         "vangrad.simulate": {
             "depth": 2,
@@ -169,6 +203,12 @@ def good_calls() -> dict[str, dict[str, Any]]:
         },
         "vangrad.plotting.plot_gradient_bound": {"num_layers": 3, "derivative_max": 0.25},
         "vangrad.plotting.plot_gradient_profile": {"flow": o["flow"], "label": "a"},
+        "vangrad.plotting.plot_gradient_through_time": {
+            "flow": o["lstm_flow"],
+            "label": "a",
+            "predicted_factor": 0.9,
+            "cell_state": True,
+        },
         "vangrad.plotting.plot_layer_variances": {"flows": {"a": o["flow"]}},
         "vangrad.plotting.plot_loss_curves": {"results": {"a": o["result"]}, "window": 2},
         "vangrad.plotting.plot_phase_diagram": {"grid": o["phase"]},

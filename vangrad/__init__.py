@@ -10,7 +10,14 @@ from vangrad.bounds import SIGMOID_DERIVATIVE_MAX, gradient_bound, log10_gradien
 from vangrad.clipping import clip_by_norm
 from vangrad.engine import backprop
 from vangrad.flow import GradientFlow
-from vangrad.initializers import INITIALIZERS, Initializer, get_initializer
+from vangrad.initializers import (
+    INITIALIZERS,
+    RECURRENT_INITS,
+    Initializer,
+    get_initializer,
+    recurrent_params,
+)
+from vangrad.recurrent import CELLS, RecurrentFlow, backprop_through_time
 from vangrad.simulation import simulate
 from vangrad.sweep import Sweep, sweep
 from vangrad.theory import (
@@ -34,15 +41,19 @@ from vangrad.theory import (
 
 __all__ = [
     "ACTIVATIONS",
+    "CELLS",
     "INITIALIZERS",
     "LOSSES",
+    "RECURRENT_INITS",
     "SIGMOID_DERIVATIVE_MAX",
     "Activation",
     "GradientFlow",
     "Initializer",
     "PhaseDiagram",
+    "RecurrentFlow",
     "Sweep",
     "backprop",
+    "backprop_through_time",
     "chi",
     "chi_1",
     "clip_by_norm",
@@ -60,6 +71,7 @@ __all__ = [
     "phase_diagram",
     "predicted_jacobian_variance",
     "predicted_log10_grad_norms",
+    "recurrent_params",
     "simulate",
     "simulate_mean_field",
     "sweep",

@@ -14,9 +14,12 @@ from collections.abc import Iterable
 import numpy as np
 
 __all__ = [
+    "CELLS",
+    "CELL_GATES",
     "LOSSES",
     "RESIDUALS",
     "check_bool",
+    "check_cell",
     "check_choice",
     "check_finite_array",
     "check_finite_arrays",
@@ -108,6 +111,24 @@ Every function that builds or runs a network takes one of these names as `loss=`
 def check_loss(value: object) -> str:
     """Return `value` if it names one of `LOSSES`, else raise naming `loss` and the choices."""
     return check_choice("loss", value, LOSSES)
+
+
+CELLS = {
+    "rnn_tanh": "h_t = tanh(x_t W_ih^T + b_ih + h_(t-1) W_hh^T + b_hh) (torch.nn.RNN)",
+    "rnn_relu": "h_t = relu(x_t W_ih^T + b_ih + h_(t-1) W_hh^T + b_hh) (nn.RNN, relu)",
+    "rnn_sigmoid": "h_t = sigmoid(x_t W_ih^T + b_ih + h_(t-1) W_hh^T + b_hh) (not in torch)",
+    "lstm": "torch.nn.LSTM: gates i, f, g, o; c_t = f c_(t-1) + i g, h_t = o tanh(c_t)",
+    "gru": "torch.nn.GRU: gates r, z, n; h_t = (1 - z) n + z h_(t-1)",
+}
+"""The recurrent cells of `backprop_through_time`, by the step they compute (PyTorch's)."""
+
+CELL_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "rnn_sigmoid": 1, "lstm": 4, "gru": 3}
+"""How many blocks of `H` rows each cell's `weight_ih`, `weight_hh` and biases stack (`G`)."""
+
+
+def check_cell(value: object) -> str:
+    """Return `value` if it names one of `CELLS`, else raise naming `cell` and the choices."""
+    return check_choice("cell", value, CELLS)
 
 
 RESIDUALS = {

@@ -20,13 +20,18 @@ from typing import Literal
 import numpy as np
 
 from vangrad._validation import (
+    CELL_GATES,
+    check_bool,
+    check_cell,
     check_choice,
+    check_finite_float,
     check_float_dtype,
     check_positive_float,
     check_positive_int,
+    check_seed,
 )
 
-__all__ = ["INITIALIZERS", "Initializer", "get_initializer"]
+__all__ = ["INITIALIZERS", "RECURRENT_INITS", "Initializer", "get_initializer", "recurrent_params"]
 
 Distribution = Literal["normal", "uniform", "orthogonal"]
 
@@ -296,3 +301,129 @@ def get_initializer(init: str | Initializer) -> Initializer:
     if isinstance(init, Initializer):
         return init
     return INITIALIZERS[check_choice("init", init, INITIALIZERS)]
+
+
+RECURRENT_INITS = ("identity", *INITIALIZERS)
+"""What `recurrent_params` draws `weight_hh` from: `"identity"` or a name from `INITIALIZERS`."""
+
+
+def recurrent_params(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    *,
+    init_ih: str = "xavier_uniform",
+    init_hh: str = "orthogonal",
+    gain: float | None = None,
+    input_gain: float | None = None,
+    bias: bool = True,
+    forget_bias: float = 0.0,
+    trials: int | None = None,
+    seed: int | np.random.Generator = 0,
+    dtype: type[np.floating] | str = np.float64,
+) -> dict[str, np.ndarray]:
+    r"""Draw the parameters of one recurrent layer, by PyTorch's names and shapes.
+
+    Every gate block (`G` of them: 4 for the LSTM, 3 for the GRU, 1 for the plain cells) is
+    drawn on its own, as a matrix from the `H` (or `N`) inputs to that gate's `H` units:
+
+    - `weight_hh` from `init_hh`: `"orthogonal"` (the default) gives each block a
+      Haar-random orthogonal `(H, H)` matrix, all of whose singular values are 1 (Saxe et al.
+      2014); `"identity"` gives each block the identity, as in the IRNN of Le et al. (2015),
+      a ReLU RNN with $W_{hh} = I$ and zero biases; any name from `INITIALIZERS` draws each
+      block from it, such as `"xavier_normal"` (Glorot: variance $2 / (H + H) = 1 / H$).
+    - `weight_ih` from `init_ih` (any name from `INITIALIZERS`; Glorot's uniform rule by
+      default), each block a `(H, N)` matrix with `fan_in = N`, `fan_out = H`.
+
+    Args:
+        cell: One of `CELLS`.
+        input_size: `N`, the features of `x_t`.
+        hidden_size: `H`, the units of `h_t`.
+        init_ih: The initialiser of `weight_ih` (a name from `INITIALIZERS`).
+        init_hh: The initialiser of `weight_hh` (one of `RECURRENT_INITS`).
+        gain: Multiplies `weight_hh` (the weight scale of `init_hh`: the standard deviation for
+            `"normal"`, where it is required; a gain, default 1, otherwise).
+        input_gain: The same for `weight_ih` and `init_ih`.
+        bias: Return `bias_ih` and `bias_hh` (zeros, but for the forget bias) or no biases.
+        forget_bias: The LSTM only: the bias of the forget gate. PyTorch adds `bias_ih` and
+            `bias_hh`, so it is placed in one of them, the f block (rows `H` to `2H`) of
+            `bias_ih`, and the gate's total bias is exactly `forget_bias` (placed in both it
+            would count twice).
+        trials: If given, draw that many independent layers, stacked on a leading axis.
+        seed: An integer >= 0 or a `numpy.random.Generator`; `weight_ih` is drawn first.
+        dtype: `float64` (default) or `float32`.
+
+    Returns:
+        The `params` mapping `backprop_through_time` takes.
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: For an unknown cell or initialiser, a size below 1, a forget bias for a
+            cell other than the LSTM or without biases.
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad import recurrent_params
+
+        params = recurrent_params("lstm", 3, 8, forget_bias=1.0, seed=0)
+        print({name: value.shape for name, value in params.items()})
+        #> {'weight_ih': (32, 3), 'weight_hh': (32, 8), 'bias_ih': (32,), 'bias_hh': (32,)}
+        f_block = params["weight_hh"][8:16]  # the forget gate's recurrent weights
+        print(np.allclose(f_block @ f_block.T, np.eye(8)), params["bias_ih"][8:16].tolist())
+        #> True [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+        ```
+    """
+    cell = check_cell(cell)
+    n = check_positive_int("input_size", input_size)
+    h = check_positive_int("hidden_size", hidden_size)
+    ih = INITIALIZERS[check_choice("init_ih", init_ih, INITIALIZERS)]
+    init_hh = check_choice("init_hh", init_hh, RECURRENT_INITS)
+    bias = check_bool("bias", bias)
+    forget_bias = check_finite_float("forget_bias", forget_bias)
+    if forget_bias != 0 and cell != "lstm":
+        raise ValueError(f"forget_bias is the LSTM's forget-gate bias, but cell={cell!r} has none")
+    if forget_bias != 0 and not bias:
+        raise ValueError("forget_bias needs the biases: it goes into bias_ih, and bias=False")
+
+    def scale(name: str, value: object, init: str) -> float:
+        """The weight scale: required for "normal" (the standard deviation), else a gain."""
+        if value is not None:
+            return check_positive_float(name, value)
+        if init == "normal":
+            raise ValueError(
+                f"{name} is required with init {init!r}: it is the standard deviation of the "
+                "weights (a finite number > 0)"
+            )
+        return 1.0
+
+    gain_hh = scale("gain", gain, init_hh)
+    gain_ih = scale("input_gain", input_gain, ih.name)
+    dtype = check_float_dtype("dtype", dtype)
+    rng = check_seed(seed)
+    stack = () if trials is None else (check_positive_int("trials", trials),)
+    gates = CELL_GATES[cell]
+    count = gates * (stack[0] if stack else 1)
+
+    def blocks(matrices: np.ndarray) -> np.ndarray:
+        """`count` matrices `(fan_in, fan_out)` as PyTorch's `(*stack, G*H, fan_in)`."""
+        out_in = np.swapaxes(matrices, -1, -2)  # PyTorch stores (out, in)
+        return np.ascontiguousarray(out_in.reshape(*stack, gates * h, out_in.shape[-1]))
+
+    params = {
+        "weight_ih": blocks(ih.sample(rng, n, h, weight_scale=gain_ih, trials=count, dtype=dtype))
+    }
+    if init_hh == "identity":
+        identity = np.broadcast_to(gain_hh * np.eye(h, dtype=dtype), (count, h, h))
+        params["weight_hh"] = blocks(identity)
+    else:
+        hh = INITIALIZERS[init_hh]
+        params["weight_hh"] = blocks(
+            hh.sample(rng, h, h, weight_scale=gain_hh, trials=count, dtype=dtype)
+        )
+    if bias:
+        params["bias_ih"] = np.zeros((*stack, gates * h), dtype=dtype)
+        params["bias_hh"] = np.zeros((*stack, gates * h), dtype=dtype)
+        params["bias_ih"][..., h : 2 * h] = forget_bias  # the f block (gates i, f, g, o)
+    return params

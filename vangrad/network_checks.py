@@ -6,17 +6,23 @@ run on arrays they know to be consistent.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
+
 import numpy as np
 
-from vangrad._validation import check_finite_array, check_finite_arrays
+from vangrad._validation import CELL_GATES, check_finite_array, check_finite_arrays
 from vangrad.activations import Activation, get_activation
 
 __all__ = [
     "check_activation",
     "check_batch_for_batchnorm",
     "check_biases",
+    "check_initial_state",
     "check_input",
+    "check_recurrent_params",
     "check_residual_widths",
+    "check_sequence",
     "check_upstream",
     "check_weights",
 ]
@@ -132,6 +138,7 @@ def check_upstream(
     *,
     name: str = "upstream",
     finite: bool = True,
+    output: str = "h_L",
 ) -> np.ndarray:
     """`dLoss/dh_L` in the network's dtype, broadcast to the output's shape.
 
@@ -149,5 +156,123 @@ def check_upstream(
         return np.broadcast_to(cast, output_shape)
     except ValueError as error:
         raise ValueError(
-            f"{name} has shape {array.shape} but the output h_L has shape {output_shape}"
+            f"{name} has shape {array.shape} but the output {output} has shape {output_shape}"
         ) from error
+
+
+RECURRENT_WEIGHTS = ("weight_ih", "weight_hh")
+RECURRENT_BIASES = ("bias_ih", "bias_hh")
+
+
+def check_recurrent_params(params: object, cell: str) -> dict[str, np.ndarray]:
+    """PyTorch's parameters of one recurrent layer, checked against each other and the cell.
+
+    `weight_ih`, `weight_hh`, and both biases or neither, with `cell`'s `G` gate blocks.
+    Shapes: `weight_ih` `(G*H, N)`, `weight_hh` `(G*H, H)`, biases `(G*H,)`; all with one
+    leading `trials` axis for a stack of networks, or none.
+    """
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            "params must be a mapping from parameter names ('weight_ih', 'weight_hh', "
+            f"'bias_ih', 'bias_hh') to arrays, got {type(params).__name__}"
+        )
+    accepted = [*RECURRENT_WEIGHTS, *RECURRENT_BIASES]
+    for key in params:
+        if key not in accepted:
+            close = difflib.get_close_matches(str(key), accepted, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            if isinstance(key, str) and key.endswith("_l0"):
+                hint = "; PyTorch's state_dict adds the layer to the name: drop the '_l0'"
+            raise ValueError(f"unknown key {key!r} in params: expected {accepted}{hint}")
+    missing = [key for key in RECURRENT_WEIGHTS if key not in params]
+    if missing:
+        raise ValueError(f"params is missing {missing}: it needs {list(RECURRENT_WEIGHTS)}")
+    given_biases = [key for key in RECURRENT_BIASES if key in params]
+    if len(given_biases) == 1:
+        other = next(key for key in RECURRENT_BIASES if key not in params)
+        raise ValueError(
+            f"params has {given_biases[0]!r} but not {other!r}: give both biases (PyTorch's "
+            "bias=True) or neither (bias=False); a zero vector stands for a missing one"
+        )
+    w_hh = check_finite_array("params['weight_hh']", params["weight_hh"], ndim=(2, 3))
+    stacked = w_hh.ndim == 3
+    gates = CELL_GATES[cell]
+    hidden = w_hh.shape[-1]
+    if 0 in w_hh.shape or w_hh.shape[-2] != gates * hidden:
+        raise ValueError(
+            f"params['weight_hh'] has shape {w_hh.shape} but cell={cell!r} stacks {gates} "
+            f"gate block(s) of H rows: expected (G*H, H) = ({gates} * H, H) with H >= 1, "
+            f"such as ({gates * max(hidden, 1)}, {max(hidden, 1)})"
+        )
+    checked = {"weight_hh": w_hh}
+    stack = w_hh.shape[:-2]
+    expected_ndim = {"weight_ih": 2 + stacked, "bias_ih": 1 + stacked, "bias_hh": 1 + stacked}
+    for key in ("weight_ih", *given_biases):
+        name = f"params[{key!r}]"
+        array = check_finite_array(name, params[key], ndim=(1, 2, 3))
+        if array.ndim != expected_ndim[key]:
+            what = "stacked along a leading trials axis" if stacked else "not stacked"
+            raise ValueError(
+                f"{name} has shape {array.shape} but params['weight_hh'] has shape "
+                f"{w_hh.shape} ({what}): stack every parameter, or none"
+            )
+        if array.shape[: len(stack)] != stack:
+            raise ValueError(
+                f"{name} stacks {array.shape[0]} trials but params['weight_hh'] stacks {stack[0]}"
+            )
+        rows = array.shape[len(stack)]
+        if rows != gates * hidden or 0 in array.shape:
+            expected = f"({gates * hidden}, N)" if key == "weight_ih" else f"({gates * hidden},)"
+            raise ValueError(
+                f"{name} has shape {array.shape} but params['weight_hh'] has shape "
+                f"{w_hh.shape}: cell={cell!r} with H = {hidden} needs {expected}"
+                + (" with N >= 1" if key == "weight_ih" else "")
+            )
+        checked[key] = array
+    return checked
+
+
+def check_sequence(x: object, params: dict[str, np.ndarray]) -> np.ndarray:
+    """The input sequence, sequence first: `(T, batch, N)`, or `(trials, T, batch, N)` if stacked.
+
+    Like PyTorch's (`batch_first=False`); `T >= 1`.
+    """
+    w_ih = params["weight_ih"]
+    stacked = w_ih.ndim == 3
+    x_array = check_finite_array("x", x, ndim=(3, 4) if stacked else (3,))
+    steps = x_array.shape[-3]
+    if steps == 0:
+        raise ValueError(
+            f"x holds a sequence of length T = 0 (shape {x_array.shape}): the recurrent layer "
+            "needs at least one step, x of shape (T, batch, N) with T >= 1"
+        )
+    if 0 in x_array.shape:
+        raise ValueError(
+            f"x must hold at least one sample of at least one feature, got shape {x_array.shape}"
+        )
+    if x_array.ndim == 4 and x_array.shape[0] != w_ih.shape[0]:
+        raise ValueError(
+            f"x stacks {x_array.shape[0]} trials but the parameters stack {w_ih.shape[0]}"
+        )
+    if x_array.shape[-1] != w_ih.shape[-1]:
+        raise ValueError(
+            f"params['weight_ih'] has shape {w_ih.shape} but x has {x_array.shape[-1]} features "
+            f"(x has shape {x_array.shape}, sequence first: (T, batch, N))"
+        )
+    return x_array
+
+
+def check_initial_state(name: str, value: object, state_shape: tuple[int, ...]) -> np.ndarray:
+    """`h0` or `c0`: shaped `(batch, H)`, or `(trials, batch, H)` with stacked parameters.
+
+    `state_shape` is the full shape of the state, `(*stack, batch, H)`; an unstacked state is
+    shared by every trial.
+    """
+    array = check_finite_array(name, value, ndim=(2, 3))
+    if array.shape != state_shape and array.shape != state_shape[-2:]:
+        allowed = " or ".join(str(s) for s in dict.fromkeys([state_shape, state_shape[-2:]]))
+        raise ValueError(
+            f"{name} has shape {array.shape} but the hidden state has shape {allowed} "
+            "((batch, H), with a leading trials axis for stacked parameters)"
+        )
+    return array

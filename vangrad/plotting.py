@@ -26,6 +26,7 @@ from vangrad._validation import (
 from vangrad.activations import Activation, get_activation
 from vangrad.bounds import SIGMOID_DERIVATIVE_MAX, log10_gradient_bound
 from vangrad.flow import SATURATION_THRESHOLD, GradientFlow
+from vangrad.recurrent import RecurrentFlow
 from vangrad.sweep import Sweep
 from vangrad.theory import PhaseDiagram
 from vangrad.training import Network, TrainingResult, predict_proba
@@ -36,6 +37,7 @@ __all__ = [
     "plot_decision_boundary",
     "plot_gradient_bound",
     "plot_gradient_profile",
+    "plot_gradient_through_time",
     "plot_layer_variances",
     "plot_loss_curves",
     "plot_phase_diagram",
@@ -287,6 +289,69 @@ def plot_gradient_profile(
     _powers_of_ten(ax)
     ax.set_xlabel("layer l (0 = input)")
     ax.set_ylabel("||dLoss/dh_l|| relative to the output")
+    ax.grid(visible=True, linestyle="--", alpha=0.5)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_gradient_through_time(
+    flow: RecurrentFlow,
+    *,
+    label: str | None = None,
+    predicted_factor: float | None = None,
+    cell_state: bool = False,
+    ax: Axes | None = None,
+) -> Axes:
+    r"""Plot the gradient norm at every step of a recurrent layer, relative to the last step.
+
+    For a stack of trials the line is the median over trials and the band the interquartile
+    range. With `predicted_factor`, a dashed line of that factor per step (a mean-field
+    prediction, say) starts from the median at the last step.
+
+    Args:
+        flow: What [`backprop_through_time`][vangrad.backprop_through_time] measured.
+        label: The legend entry; by default the cell's name.
+        predicted_factor: A factor per step to draw beside the measurement; positive.
+        cell_state: The LSTM's cell-state gradient $\partial L / \partial c_t$ instead of
+            $\partial L / \partial h_t$.
+        ax: Where to draw; a new figure when omitted.
+
+    Returns:
+        The `Axes` drawn on.
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad import backprop_through_time, recurrent_params
+        from vangrad.plotting import plot_gradient_through_time
+
+        params = recurrent_params("rnn_tanh", 4, 16, trials=3, seed=0)
+        flow = backprop_through_time(np.ones((30, 2, 4)), "rnn_tanh", params)
+        ax = plot_gradient_through_time(flow, predicted_factor=0.9)
+        print(ax.get_xlabel())
+        #> step t (0 = the initial state)
+        ```
+    """
+    check_instance("flow", flow, RecurrentFlow, "from backprop_through_time")
+    if predicted_factor is not None:
+        predicted_factor = check_positive_float("predicted_factor", predicted_factor)
+    if check_bool("cell_state", cell_state) and flow.log10_cell_grad_norms is None:
+        raise ValueError(f"cell_state=True needs an LSTM's flow; this one is {flow.cell!r}'s")
+    norms = flow.log10_cell_grad_norms if cell_state else flow.log10_grad_norms
+    relative = np.atleast_2d(norms - norms[..., -1:])
+    steps = np.arange(relative.shape[-1])
+    q25, median, q75 = np.quantile(relative, [0.25, 0.5, 0.75], axis=0, method="inverted_cdf")
+    ax = _new_axes(ax)
+    (line,) = ax.plot(steps, median, label=label or flow.cell)
+    if relative.shape[0] > 1:
+        ax.fill_between(steps, q25, q75, color=line.get_color(), alpha=0.25, linewidth=0)
+    if predicted_factor is not None:
+        back = steps[-1] - steps
+        ax.plot(steps, back * np.log10(predicted_factor), "--", color=line.get_color(), lw=1)
+    _powers_of_ten(ax)
+    ax.set_xlabel("step t (0 = the initial state)")
+    ax.set_ylabel(f"||dLoss/d{'c' if cell_state else 'h'}_t|| relative to the last step")
     ax.grid(visible=True, linestyle="--", alpha=0.5)
     ax.legend(fontsize="small")
     return ax
