@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from tests.test_browser import _QuietHandler, browser  # noqa: F401 (a fixture)
-from vangrad import ACTIVATIONS, INITIALIZERS
+from vangrad import ACTIVATIONS, INITIALIZERS, simulate
 from vangrad.engine import run_reference
 from vangrad.network_checks import check_activation
 
@@ -162,3 +162,104 @@ def test_the_javascript_constants_match_vangrads_registries(engine_page: object)
     for name, rule in INITIALIZERS.items():
         want = [rule.base_variance(64, 64), rule.base_variance(30, 50)]
         assert variances[name] == pytest.approx(want, rel=1e-15), name
+
+
+def test_the_mean_field_prediction_is_vangrads(engine_page: object) -> None:
+    from vangrad.theory import init_sigma_w2, predicted_log10_grad_norms
+
+    cases = [
+        (activation, init, scale, depth)
+        for activation in ACTIVATIONS
+        for init, scale in (("xavier_normal", 1.0), ("he_normal", 1.0), ("normal", 0.3))
+        for depth in (1, 30)
+    ]
+    got = engine_page.evaluate(
+        """async cases => {
+            const t = await import('/javascripts/explorer/theory.js');
+            return cases.map(([act, init, scale, depth]) =>
+                [...t.predictedLog10GradNorms(depth, t.initSigmaW2(init, 32, scale), act)]);
+        }""",
+        cases,
+    )
+    worst = 0.0
+    for (activation, init, scale, depth), values in zip(cases, got, strict=True):
+        sigma_w2 = init_sigma_w2(init, 32, weight_scale=scale)
+        want = predicted_log10_grad_norms(depth, sigma_w2, 0.0, activation)
+        error = float(np.max(np.abs(np.array(values) - want)))
+        worst = max(worst, error)
+        assert error < PARITY_TOLERANCE, (activation, init, scale, depth, error)
+    print(f"\nmean-field prediction over {len(cases)} cases, largest |difference|: {worst:.2g}")
+
+
+def preset_settings(engine_page: object) -> list[dict[str, object]]:
+    """The explorer's presets, each merged into its defaults."""
+    return engine_page.evaluate(
+        """async () => {
+            const {DEFAULTS} = await import('/javascripts/explorer/simulate.js');
+            const {PRESETS} = await import('/javascripts/explorer/explorer.js');
+            return PRESETS.map(p => ({label: p.label, ...DEFAULTS, ...p.state}));
+        }"""
+    )
+
+
+def within_spread(js: np.ndarray, py: np.ndarray) -> tuple[bool, float]:
+    """Whether two sets of trials' log10 norms, shape (trials, L + 1), agree within the spread.
+
+    "Within the spread over trials" means: at every layer the two medians differ by at most
+    the larger of the two interquartile ranges. With 32 trials the sampling error of a median
+    is about a quarter of an interquartile range, so two samples of one distribution meet
+    this, and two distributions whose medians differ by a spread's width do not. Where
+    neither has any spread (the sum loss's output gradient) the medians must be equal. Returns the
+    verdict and the largest ratio of the difference to that bound.
+    """
+    median_js, median_py = np.median(js, axis=0), np.median(py, axis=0)
+    spread = np.maximum(
+        np.subtract(*np.quantile(js, [0.75, 0.25], axis=0)),
+        np.subtract(*np.quantile(py, [0.75, 0.25], axis=0)),
+    )
+    difference = np.abs(median_js - median_py)
+    # No spread at all (the sum loss's output gradient, ones): the medians must be equal.
+    spread = np.where(spread > 0, spread, 1e-12)
+    ratio = difference / spread
+    return bool(np.all(ratio <= 1)), float(ratio.max())
+
+
+PRESET_TRIALS = 32
+
+
+def test_the_presets_agree_with_simulate_within_the_spread_over_trials(
+    engine_page: object,
+) -> None:
+    presets = preset_settings(engine_page)
+    assert len(presets) >= 5
+    for preset in presets:
+        settings = {**preset, "trials": PRESET_TRIALS}
+        js = np.array(
+            engine_page.evaluate(
+                """async s => {
+                    const {Networks} = await import('/javascripts/explorer/simulate.js');
+                    return new Networks().run(s, 0, s.trials).map(r => [...r.log10GradNorms]);
+                }""",
+                settings,
+            )
+        )
+        flow = simulate(
+            settings["depth"],
+            settings["width"],
+            activation=settings["activation"],
+            init=settings["init"],
+            weight_scale=settings["gain"],
+            batch_size=settings["batch"],
+            batchnorm=bool(settings["batchnorm"]),
+            residual={"0": False, "1": True, "post": "post"}[settings["residual"]],
+            trials=PRESET_TRIALS,
+            seed=settings["seed"],
+            loss=settings["loss"],
+        )
+        py = flow.log10_grad_norms
+        assert js.shape == py.shape
+        assert np.isfinite(js).all(), preset["label"]
+        assert np.isfinite(py).all(), preset["label"]
+        agree, ratio = within_spread(js, py)
+        print(f"\n{preset['label']}: largest |median difference| / spread {ratio:.2f}")
+        assert agree, (preset["label"], ratio)

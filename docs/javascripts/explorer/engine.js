@@ -162,11 +162,11 @@ export const ACTIVATIONS = {
 for (const [name, act] of Object.entries(ACTIVATIONS)) act.both = makeBoth(name);
 
 /** phi(z) and phi'(z) of one value, for the mean-field quadrature. */
+const one = { z: new Float64Array(1), v: new Float64Array(1), d: new Float64Array(1) };
 export function activationAt(name, z) {
-  const v = new Float64Array(1);
-  const d = new Float64Array(1);
-  ACTIVATIONS[name].both(Float64Array.of(z), v, d, 1);
-  return [v[0], d[0]];
+  one.z[0] = z;
+  ACTIVATIONS[name].both(one.z, one.v, one.d, 1);
+  return [one.v[0], one.d[0]];
 }
 
 // --- initialisers: vangrad.INITIALIZERS (the variance of an entry at weight scale 1) ---
@@ -185,8 +185,11 @@ export const INITIALIZERS = {
 // --- a seeded generator of its own (xoshiro128**, seeded by splitmix32) ---
 
 export class Random {
-  constructor(seed) {
+  /** A generator for the seed and any further stream numbers (a trial, a layer...). */
+  constructor(seed, ...streams) {
     let s = seed >>> 0;
+    for (const stream of streams) s = Math.imul(s ^ (stream >>> 0), 0x9e3779b1) + 0x7f4a7c15;
+    s >>>= 0;
     const next = () => {
       s = (s + 0x9e3779b9) >>> 0;
       let z = s;
@@ -563,7 +566,11 @@ export function quantile(values, p) {
   const position = p * (sorted.length - 1);
   const low = Math.floor(position);
   const high = Math.min(low + 1, sorted.length - 1);
-  const fraction = position - low;
-  if (fraction === 0) return sorted[low];
-  return sorted[low] + (sorted[high] - sorted[low]) * fraction;
+  const t = position - low;
+  const a = sorted[low];
+  const b = sorted[high];
+  if (t === 0 || a === b) return a;
+  // numpy's lerp: from the nearer end, so that -inf at one end gives -inf, not nan.
+  const difference = b - a;
+  return t >= 0.5 ? b - difference * (1 - t) : a + difference * t;
 }
