@@ -397,6 +397,52 @@ export function gemm(a, b, out, m, k, p) {
   }
 }
 
+/** out (k, p) = a^T @ b for a (m, k) and b (m, p): gemm's blocks, with a read transposed. */
+export function gemmTN(a, b, out, m, k, p) {
+  out.fill(0, 0, k * p);
+  const m4 = m - (m % 4);
+  let t = 0;
+  for (; t + 3 < k; t += 4) {
+    const r0 = t * p, r1 = r0 + p, r2 = r1 + p, r3 = r2 + p;
+    let i = 0;
+    for (; i < m4; i += 4) {
+      const a0 = i * k + t, a1 = a0 + k, a2 = a1 + k, a3 = a2 + k;
+      const x00 = a[a0], x01 = a[a1], x02 = a[a2], x03 = a[a3];
+      const x10 = a[a0 + 1], x11 = a[a1 + 1], x12 = a[a2 + 1], x13 = a[a3 + 1];
+      const x20 = a[a0 + 2], x21 = a[a1 + 2], x22 = a[a2 + 2], x23 = a[a3 + 2];
+      const x30 = a[a0 + 3], x31 = a[a1 + 3], x32 = a[a2 + 3], x33 = a[a3 + 3];
+      const b0 = i * p, b1 = b0 + p, b2 = b1 + p, b3 = b2 + p;
+      for (let j = 0; j < p; j++) {
+        const v0 = b[b0 + j], v1 = b[b1 + j], v2 = b[b2 + j], v3 = b[b3 + j];
+        out[r0 + j] += x00 * v0 + x01 * v1 + x02 * v2 + x03 * v3;
+        out[r1 + j] += x10 * v0 + x11 * v1 + x12 * v2 + x13 * v3;
+        out[r2 + j] += x20 * v0 + x21 * v1 + x22 * v2 + x23 * v3;
+        out[r3 + j] += x30 * v0 + x31 * v1 + x32 * v2 + x33 * v3;
+      }
+    }
+    for (; i < m; i++) {
+      const a0 = i * k + t;
+      const x0 = a[a0], x1 = a[a0 + 1], x2 = a[a0 + 2], x3 = a[a0 + 3];
+      const b0 = i * p;
+      for (let j = 0; j < p; j++) {
+        const v = b[b0 + j];
+        out[r0 + j] += x0 * v;
+        out[r1 + j] += x1 * v;
+        out[r2 + j] += x2 * v;
+        out[r3 + j] += x3 * v;
+      }
+    }
+  }
+  for (; t < k; t++) {
+    const row = t * p;
+    for (let i = 0; i < m; i++) {
+      const x = a[i * k + t];
+      const b0 = i * p;
+      for (let j = 0; j < p; j++) out[row + j] += x * b[b0 + j];
+    }
+  }
+}
+
 /** The transpose of a (rows, cols) matrix. */
 export function transpose(a, rows, cols, out = new Float64Array(rows * cols)) {
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = a[i * cols + j];
@@ -449,13 +495,43 @@ function normaliseBackward(dz, zHat, inverseStd, batch, n) {
   }
 }
 
+/** Buffers for one network's pass, reused from one network to the next of the same shape. */
+export class Workspace {
+  fits(depth, batch, widths, batchnorm) {
+    return (
+      this.depth === depth &&
+      this.batch === batch &&
+      this.batchnorm === batchnorm &&
+      this.widths.length === widths.length &&
+      this.widths.every((n, i) => n === widths[i])
+    );
+  }
+
+  constructor(depth, batch, widths, batchnorm) {
+    Object.assign(this, { depth, batch, widths: [...widths], batchnorm });
+    const sized = (l) => new Float64Array(batch * widths[l + 1]);
+    const layers = Array.from({ length: depth }, (_, l) => l);
+    this.z = layers.map(sized);
+    this.a = layers.map(sized);
+    this.slope = layers.map(sized);
+    this.zHat = batchnorm ? layers.map(sized) : null;
+    this.inverseStd = batchnorm ? layers.map((l) => new Float64Array(widths[l + 1])) : null;
+    const largest = Math.max(...widths);
+    this.dz = new Float64Array(batch * largest);
+    this.dzSum = new Float64Array(batch * largest);
+    this.g = [new Float64Array(batch * largest), new Float64Array(batch * largest)];
+    this.dw = new Float64Array(largest * largest);
+  }
+}
+
 /**
  * One network's forward and backward pass, as vangrad's `run_reference`.
  *
  * x: Float64Array (batch, n_0); weights: Float64Arrays, weights[l - 1] of shape
  * (widths[l - 1], widths[l]); upstream: Float64Array (batch, n_L), or null for the sum loss's
  * ones. residual: false, true or "post". transposedWeights, if given, holds each W_l^T (the
- * explorer keeps them with the weights, so that the backward pass does not transpose them).
+ * explorer keeps them with the weights, so that the backward pass does not transpose them);
+ * workspace, if given, is a Workspace to reuse (one per caller: the next call overwrites it).
  *
  * Returns log10GradNorms (L + 1 values, l = 0..L), log10WeightGradNorms (L values, l = 1..L),
  * saturatedFraction (L values) and overflowLayer (the first layer whose z_l or h_l is not
@@ -471,6 +547,7 @@ export function runNetwork({
   batchnorm = false,
   residual = false,
   upstream = null,
+  workspace = null,
 }) {
   const act = ACTIVATIONS[activation];
   if (!act) throw new Error(`unknown activation ${JSON.stringify(activation)}`);
@@ -478,8 +555,11 @@ export function runNetwork({
     throw new Error(`residual must be false, true or "post", got ${JSON.stringify(residual)}`);
   }
   const depth = weights.length;
+  const ws =
+    workspace && workspace.fits(depth, batch, widths, batchnorm)
+      ? workspace
+      : new Workspace(depth, batch, widths, batchnorm);
   const threshold = SATURATION_THRESHOLD * act.derivativeMax;
-  const layers = [];
   const saturatedFraction = new Float64Array(depth);
   let overflowLayer = 0;
   let h = x;
@@ -487,68 +567,65 @@ export function runNetwork({
     const nIn = widths[l];
     const nOut = widths[l + 1];
     const size = batch * nOut;
-    const z = new Float64Array(size);
+    const z = ws.z[l];
     gemm(h, weights[l], z, batch, nIn, nOut); // z_l = h_{l-1} W_l
-    let inverseStd = null;
-    let zHat = null;
     if (batchnorm) {
-      inverseStd = new Float64Array(nOut);
-      normalise(z, batch, nOut, inverseStd);
-      zHat = z.slice();
+      normalise(z, batch, nOut, ws.inverseStd[l]);
+      ws.zHat[l].set(z);
     }
     if (residual === "post") for (let i = 0; i < size; i++) z[i] += h[i];
-    const a = new Float64Array(size);
-    const slope = new Float64Array(size);
+    const a = ws.a[l];
+    const slope = ws.slope[l];
     act.both(z, a, slope, size);
     if (residual === true) for (let i = 0; i < size; i++) a[i] += h[i];
     let saturated = 0;
-    let finite = true;
+    let poison = 0; // x * 0 is nan exactly when x is inf or nan
     for (let i = 0; i < size; i++) {
       if (Math.abs(slope[i]) < threshold) saturated++;
-      if (!Number.isFinite(z[i]) || !Number.isFinite(a[i])) finite = false;
+      poison += z[i] * 0 + a[i] * 0;
     }
     saturatedFraction[l] = saturated / size;
-    if (!finite && overflowLayer === 0) overflowLayer = l + 1;
-    layers.push({ hIn: h, slope, zHat, inverseStd });
+    if (poison !== 0 && overflowLayer === 0) overflowLayer = l + 1;
     h = a;
   }
 
   const nL = widths[depth];
   const log10GradNorms = new Float64Array(depth + 1);
   const log10WeightGradNorms = new Float64Array(depth);
-  let g = upstream ? Float64Array.from(upstream) : new Float64Array(batch * nL).fill(1);
-  let norm = frobenius(g);
+  let [g, gIn] = ws.g;
+  const top = batch * nL;
+  if (upstream) g.set(upstream.subarray(0, top));
+  else g.fill(1, 0, top);
+  let norm = frobenius(g, top);
   log10GradNorms[depth] = log10Norm(norm, 0);
   let scale = binaryExponent(norm);
-  ldexpInPlace(g, g.length, scale);
-  const largest = Math.max(...widths);
-  const dw = new Float64Array(largest * largest);
-  const hT = new Float64Array(batch * largest);
+  ldexpInPlace(g, top, scale);
+  const dz = ws.dz;
+  const dw = ws.dw;
   for (let l = depth - 1; l >= 0; l--) {
-    const { hIn, slope, zHat, inverseStd } = layers[l];
+    const hIn = l > 0 ? ws.a[l - 1] : x;
+    const slope = ws.slope[l];
     const nIn = widths[l];
     const nOut = widths[l + 1];
     const size = batch * nOut;
-    const dz = new Float64Array(size);
     for (let i = 0; i < size; i++) dz[i] = g[i] * slope[i]; // dLoss/dz = dLoss/da phi'(z)
-    const dzSum = residual === "post" ? dz.slice() : null;
-    if (inverseStd) normaliseBackward(dz, zHat, inverseStd, batch, nOut);
-    transpose(hIn, batch, nIn, hT);
-    gemm(hT, dz, dw, nIn, batch, nOut); // dLoss/dW = h_in^T dLoss/dz
+    if (residual === "post") ws.dzSum.set(dz.subarray(0, size));
+    if (batchnorm) normaliseBackward(dz, ws.zHat[l], ws.inverseStd[l], batch, nOut);
+    gemmTN(hIn, dz, dw, batch, nIn, nOut); // dLoss/dW = h_in^T dLoss/dz
     log10WeightGradNorms[l] = log10Norm(frobenius(dw, nIn * nOut), scale);
-    const gIn = new Float64Array(batch * nIn);
     const wT = transposedWeights ? transposedWeights[l] : transpose(weights[l], nIn, nOut);
     gemm(dz, wT, gIn, batch, nOut, nIn); // dLoss/dh_in = dLoss/dz W^T
-    if (residual === true) for (let i = 0; i < gIn.length; i++) gIn[i] += g[i];
-    else if (residual === "post") for (let i = 0; i < gIn.length; i++) gIn[i] += dzSum[i];
-    norm = frobenius(gIn);
+    const sizeIn = batch * nIn;
+    if (residual === true) for (let i = 0; i < sizeIn; i++) gIn[i] += g[i];
+    else if (residual === "post") for (let i = 0; i < sizeIn; i++) gIn[i] += ws.dzSum[i];
+    norm = frobenius(gIn, sizeIn);
     log10GradNorms[l] = log10Norm(norm, scale);
     const exponent = binaryExponent(norm);
-    ldexpInPlace(gIn, gIn.length, exponent);
+    ldexpInPlace(gIn, sizeIn, exponent);
     scale += exponent;
-    g = gIn;
+    [g, gIn] = [gIn, g];
   }
-  return { log10GradNorms, log10WeightGradNorms, saturatedFraction, overflowLayer };
+  return { log10GradNorms, log10WeightGradNorms, saturatedFraction, overflowLayer, workspace: ws };
 }
 
 /** A standard normal upstream gradient scaled to the norm of the ones (vangrad's loss="random"). */

@@ -15,7 +15,9 @@ const ORDER = ["activation", "init", "gain", "depth", "width", "batch", "trials"
 const RANGES = {
   gain: [0.001, 100],
   depth: [1, 200],
-  width: [2, 256],
+  // The largest settings keep a worker's memory near 100 MB (weights, their transposes and
+  // every layer's values for one network of 200 layers of 128 by a batch of 64).
+  width: [2, 128],
   batch: [2, 64],
   trials: [1, 32],
   seed: [0, 2 ** 31 - 1],
@@ -95,6 +97,17 @@ class Pool {
   /** Run every trial of `settings`; resolves with the trials' results, or null if superseded. */
   run(settings, onProgress) {
     if (this.cancel) this.cancel();
+    // A worker still busy with an older job that has run for a while is ended: it would
+    // finish that job before this one. (A short job is let finish: its worker keeps its draws.)
+    const now = performance.now();
+    this.busy = this.busy || [];
+    this.busy.forEach((since, part) => {
+      if (since !== null && now - since > 100) {
+        this.workers[part].terminate();
+        this.workers[part] = null;
+        this.busy[part] = null;
+      }
+    });
     const id = ++this.id;
     const parts = Math.min(this.size, settings.trials);
     const results = new Array(settings.trials);
@@ -106,9 +119,10 @@ class Pool {
         const from = Math.floor((part * settings.trials) / parts);
         const to = Math.floor(((part + 1) * settings.trials) / parts);
         const worker = this.worker(part);
+        this.busy[part] = performance.now();
         worker.onmessage = ({ data }) => {
+          if (data.type === "result") this.busy[part] = null;
           if (data.id !== this.id) return;
-          if (data.id !== id) return;
           if (data.type === "progress") {
             done[part] = data.done;
             onProgress(done.reduce((a, b) => a + b, 0), settings.trials);
@@ -119,7 +133,11 @@ class Pool {
           if (--pending === 0) resolve(results);
         };
         worker.onerror = (error) => {
+          // A worker that failed (out of memory, say) is replaced at the next run.
           error.preventDefault();
+          worker.terminate();
+          this.workers[part] = null;
+          onProgress(-1, settings.trials);
           resolve(null);
         };
         worker.postMessage({ id, settings: { ...settings, hide: undefined }, from, to });
@@ -404,6 +422,10 @@ class Explorer {
     this.root.dataset.busy = "1";
     const slow = setTimeout(() => (this.progress.hidden = false), 150);
     const results = await this.pool.run(s, (done, total) => {
+      if (done < 0) {
+        this.status.textContent = "The computation failed in this browser; try smaller settings.";
+        return;
+      }
       this.progress.max = total;
       this.progress.value = done;
       this.status.textContent = `Computing: ${done} of ${total} networks done`;
@@ -419,7 +441,10 @@ class Explorer {
     this.root.dataset.busy = "0";
     this.root.dataset.state = text;
     this.root.dataset.updateMs = elapsed.toFixed(1);
-    this.root.dispatchEvent(new CustomEvent("explorer-update", { detail: { state: text, ms: elapsed } }));
+    // It bubbles: Material's instant navigation may replace the page's explorer (a hash typed
+    // into the address bar reloads the content), and a listener on the document hears both.
+    const detail = { state: text, ms: elapsed };
+    this.root.dispatchEvent(new CustomEvent("explorer-update", { detail, bubbles: true }));
   }
 
   render(s, results) {

@@ -105,7 +105,10 @@ export class Networks {
         batchnorm: Boolean(s.batchnorm),
         residual: s.residual === "1" ? true : s.residual === "post" ? "post" : false,
         upstream,
+        workspace: this.workspace,
       });
+      this.workspace = result.workspace; // the next network's buffers; not for the page
+      delete result.workspace;
       results.push(result);
     }
     return results;

@@ -1,15 +1,12 @@
 // The explorer's worker: runs its share of the trials off the main thread, so that the page
-// never freezes. A job that a newer one supersedes stops at its next trial.
+// never freezes, and says how far it is after every network that took a while. A job that a
+// newer one supersedes is stopped by the page, which ends a busy worker and starts another.
 
 import { Networks } from "./simulate.js";
 
 const networks = new Networks();
-let latest = -1;
 
-const pause = () => new Promise((resolve) => setTimeout(resolve, 0));
-
-self.onmessage = async ({ data: job }) => {
-  latest = job.id;
+self.onmessage = ({ data: job }) => {
   const results = [];
   const started = performance.now();
   let since = started;
@@ -17,10 +14,7 @@ self.onmessage = async ({ data: job }) => {
     const [result] = networks.run(job.settings, trial, trial + 1, job.to - job.from);
     results.push(result);
     if (performance.now() - since > 40) {
-      // Long settings: say how far we are, and let a newer job in.
       self.postMessage({ id: job.id, type: "progress", done: trial + 1 - job.from });
-      await pause();
-      if (job.id !== latest) return;
       since = performance.now();
     }
   }
