@@ -533,8 +533,6 @@ def test_page_weight_with_and_without_the_explorer(
         f"\nexplorer page: {with_explorer:,} bytes with the explorer, {without:,} without; "
         f"the explorer's scripts and styles: {sum(own.values()) + worker:,} bytes"
     )
-    assert with_explorer <= test_browser.OVER_BUDGET.get(
-        "explorer/", test_browser.PAGE_WEIGHT_BUDGET
-    )
+    assert with_explorer <= test_browser.PAGE_WEIGHT_BUDGET
     assert not visit.off_site, visit.off_site
     page.context.close()
