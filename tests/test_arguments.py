@@ -78,6 +78,7 @@ def good_calls() -> dict[str, dict[str, Any]]:
         "vangrad.chi": {"q": 1.0, "sigma_w2": 1.0, "sigma_b2": 0.0, "activation": "tanh"},
         "vangrad.chi_1": {"sigma_w2": 1.0, "sigma_b2": 0.0, "activation": "tanh"},
         "vangrad.clip_by_norm": {"grads": [np.ones(3)], "max_norm": 1.0},
+        "vangrad.clip_by_value": {"grads": [np.ones(3)], "max_value": 1.0},
         "vangrad.critical_line": {"q_star": 0.5, "activation": "tanh"},
         "vangrad.critical_sigma_w2": {"sigma_b2": 0.0, "activation": "tanh"},
         "vangrad.depth_scale": {"chi_value": 0.5},
