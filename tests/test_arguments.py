@@ -202,6 +202,14 @@ def good_calls() -> dict[str, dict[str, Any]]:
         "vangrad.plotting.plot_gradient_profile": {"flow": o["flow"], "label": "a"},
         "vangrad.plotting.plot_layer_variances": {"flows": {"a": o["flow"]}},
         "vangrad.plotting.plot_loss_curves": {"results": {"a": o["result"]}, "window": 2},
+        "vangrad.plotting.plot_loss_surface": {
+            "x": np.arange(3.0),
+            "y": np.arange(2.0),
+            "loss": np.ones((2, 3)),
+            "paths": {"a": np.zeros((2, 2))},
+            "xlabel": "w",
+            "ylabel": "b",
+        },
         "vangrad.plotting.plot_phase_diagram": {"grid": o["phase"]},
         "vangrad.plotting.plot_predicted_profile": {
             "flow": o["flow"],
@@ -288,7 +296,7 @@ INVALID: dict[str, list[object]] = {
     "object": [3],
 }
 # Parameters that take any value of their type (a free-text label), or nothing checkable.
-FREE = {"label"}
+FREE = {"label", "xlabel", "ylabel"}
 
 
 def kind(annotation: str) -> str:
