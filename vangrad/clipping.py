@@ -3,8 +3,9 @@
 Pascanu, Mikolov and Bengio (2013, "On the difficulty of training recurrent neural networks")
 proposed rescaling the gradient whenever its norm passes a threshold, for recurrent networks
 whose gradients explode; clipping by the global norm of all the weight gradients together is
-that rule applied to the whole parameter vector. Clipping each entry by value, the older rule
-(Mikolov's thesis, 2012), caps every entry separately and so also turns the update.
+that rule applied to the whole parameter vector. Clipping by value, the older rule (Mikolov
+limited gradients to a range entry by entry in his 2012 thesis), caps every entry separately
+and so also turns the update.
 """
 
 from __future__ import annotations

@@ -969,8 +969,9 @@ def plot_loss_surface(
     """Draw a loss over a grid of two parameters, on a log colour scale, with descent paths.
 
     A cliff, where the loss drops by a large factor across a narrow band, shows as a sharp
-    edge between colours. Each path is drawn as a line with a dot per iterate; the axes stay on
-    the grid, so a path thrown far away leaves the picture where it jumps.
+    edge between colours. Each path is drawn as a line with a dot per iterate, the first one
+    wider than the rest, so that a path which retraces it stays visible; the axes stay on the
+    grid, so a path thrown far away leaves the picture where it jumps.
 
     Args:
         x: The first parameter's values, increasing, shape `(n,)`.
@@ -1021,10 +1022,20 @@ def plot_loss_surface(
         if path.shape[1] != 2:
             raise ValueError(f"paths[{label!r}] must have shape (k, 2), got {path.shape}")
     ax = _new_axes(ax)
-    mesh = ax.pcolormesh(x, y, np.log10(loss), shading="nearest", cmap="viridis")
+    # Rasterized: a fine grid drawn as vector cells would weigh megabytes on the page.
+    mesh = ax.pcolormesh(x, y, np.log10(loss), shading="nearest", cmap="viridis", rasterized=True)
     ax.figure.colorbar(mesh, ax=ax, label="log10 loss")
-    for label, path in checked.items():
-        ax.plot(path[:, 0], path[:, 1], ".-", markersize=4, linewidth=1.2, label=label)
+    for index, (label, path) in enumerate(checked.items()):
+        # The first path is drawn wider: a later one that retraces it stays visible on top.
+        wide = index == 0 and len(checked) > 1
+        ax.plot(
+            path[:, 0],
+            path[:, 1],
+            ".-",
+            markersize=7 if wide else 4,
+            linewidth=3.0 if wide else 1.2,
+            label=label,
+        )
     ax.set_xlim(x[0], x[-1])
     ax.set_ylim(y[0], y[-1])
     ax.set_xlabel(xlabel)
