@@ -247,6 +247,7 @@ def _figures() -> dict[str, Callable[[], Any]]:
         **_theory_figures(),
         **_recurrent_figures(),
         **_gates_figures(),
+        **_clipping_figures(),
     }
 
 
@@ -320,6 +321,94 @@ def _gates_figures() -> dict[str, Callable[[], Any]]:
         return ax
 
     return {"lstm-forget-bias": lstm_forget_bias}
+
+
+def _clipping_figures() -> dict[str, Callable[[], Any]]:
+    """The figures of recurrent/clipping.md: the one-unit network's cliff and a descent over it."""
+    import numpy as np
+
+    from vangrad import backprop_through_time, clip_by_norm
+    from vangrad.plotting import plot_loss_surface
+
+    # The page's settings: s_t = sigmoid(w s_(t-1) + b) from s_0 = 1/2, loss 1/2 (s_50 - 0.7)^2.
+    steps, target = 50, 0.7
+
+    def one_unit(w: Any, b: Any, *, grads: bool = True) -> tuple[Any, Any]:
+        w, b = np.broadcast_arrays(np.asarray(w, dtype=float), np.asarray(b, dtype=float))
+        n = w.size
+        params = {
+            "weight_ih": np.zeros((n, 1, 1)),
+            "weight_hh": w.reshape(n, 1, 1),
+            "bias_ih": b.reshape(n, 1),
+            "bias_hh": np.zeros((n, 1)),
+        }
+        flow = backprop_through_time(
+            np.zeros((steps, 1, 1)),
+            "rnn_sigmoid",
+            params,
+            h0=np.full((n, 1, 1), 0.5),
+            upstream=lambda h: h - target,
+            keep_grads=grads,
+        )
+        loss = (0.5 * (flow.output[:, 0, 0] - target) ** 2).reshape(w.shape)
+        if not grads:
+            return loss, None
+        dw, db = flow.param_grads["weight_hh"][:, 0, 0], flow.param_grads["bias_ih"][:, 0]
+        return loss, np.stack([dw, db], axis=-1).reshape(*w.shape, 2)
+
+    def surface(w_range: tuple[float, float], b_range: tuple[float, float], n: int) -> Any:
+        w, b = np.linspace(*w_range, n), np.linspace(*b_range, n)
+        loss, _ = one_unit(w[None, :], b[:, None], grads=False)
+        return w, b, loss
+
+    def cliff() -> Any:
+        _, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
+        plot_loss_surface(*surface((2.0, 8.0), (-5.0, 0.0), 241), ax=left)
+        left.set_title("loss 1/2 (s_50 - 0.7)^2 of one sigmoid unit, from s_0 = 1/2")
+        w = 5.0
+        distance = np.geomspace(1e-9, 1.0, 400)
+        for side, label in ((1.0, "b above -w/2"), (-1.0, "b below -w/2")):
+            _, grads = one_unit(w, -w / 2 + side * distance)
+            right.loglog(distance, np.linalg.norm(grads, axis=-1), label=label)
+        right.set_xlabel("distance |b + w/2| from the cliff's centre, w = 5")
+        right.set_ylabel("gradient norm ||(dL/dw, dL/db)||")
+        right.set_title("the gradient across the cliff")
+        right.grid(visible=True, which="major", linestyle="--", alpha=0.5)
+        right.legend(fontsize="small")
+        return left
+
+    def descent() -> Any:
+        # The page's 500 runs; the figure follows the first that was thrown, as the page does.
+        runs, iterations, rate = 500, 100, 1.0
+        rng = np.random.default_rng(0)
+        start = np.stack([np.full(runs, 5.0), rng.uniform(-4.0, -2.6, runs)], axis=-1)
+        paths, longest = {}, {}
+        for max_norm in (None, 1.0):
+            theta, path, longest[max_norm] = start.copy(), [start], np.zeros(runs)
+            for _ in range(iterations):
+                _, grads = one_unit(theta[:, 0], theta[:, 1])
+                if max_norm is not None:
+                    grads = np.array([clip_by_norm([g], max_norm)[0][0] for g in grads])
+                step = rate * np.linalg.norm(grads, axis=-1)
+                longest[max_norm] = np.maximum(longest[max_norm], step)
+                theta = theta - rate * grads
+                path.append(theta)
+            paths[max_norm] = np.stack(path, axis=1)
+        run = int(np.argmax(longest[None] > 10))
+        w_end, b_end = paths[None][run, -1]
+        _, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+        plot_loss_surface(
+            *surface((3.5, 5.5), (-4.0, -1.0), 241),
+            paths={
+                f"run {run}, unclipped: thrown to ({w_end:.0f}, {b_end:.0f})": paths[None][run],
+                f"run {run}, clipped to norm 1": paths[1.0][run],
+            },
+            ax=ax,
+        )
+        ax.set_title(f"gradient descent from (w, b) = ({start[run, 0]:g}, {start[run, 1]:.2f})")
+        return ax
+
+    return {"clipping-cliff": cliff, "clipping-descent": descent}
 
 
 def _saturation_figures() -> dict[str, Callable[[], Any]]:

@@ -82,6 +82,7 @@ def good_calls() -> dict[str, dict[str, Any]]:
         "vangrad.chi": {"q": 1.0, "sigma_w2": 1.0, "sigma_b2": 0.0, "activation": "tanh"},
         "vangrad.chi_1": {"sigma_w2": 1.0, "sigma_b2": 0.0, "activation": "tanh"},
         "vangrad.clip_by_norm": {"grads": [np.ones(3)], "max_norm": 1.0},
+        "vangrad.clip_by_value": {"grads": [np.ones(3)], "max_value": 1.0},
         "vangrad.critical_line": {"q_star": 0.5, "activation": "tanh"},
         "vangrad.critical_sigma_w2": {"sigma_b2": 0.0, "activation": "tanh"},
         "vangrad.depth_scale": {"chi_value": 0.5},
@@ -211,6 +212,14 @@ def good_calls() -> dict[str, dict[str, Any]]:
         },
         "vangrad.plotting.plot_layer_variances": {"flows": {"a": o["flow"]}},
         "vangrad.plotting.plot_loss_curves": {"results": {"a": o["result"]}, "window": 2},
+        "vangrad.plotting.plot_loss_surface": {
+            "x": np.arange(3.0),
+            "y": np.arange(2.0),
+            "loss": np.ones((2, 3)),
+            "paths": {"a": np.zeros((2, 2))},
+            "xlabel": "w",
+            "ylabel": "b",
+        },
         "vangrad.plotting.plot_phase_diagram": {"grid": o["phase"]},
         "vangrad.plotting.plot_predicted_profile": {
             "flow": o["flow"],
@@ -297,7 +306,7 @@ INVALID: dict[str, list[object]] = {
     "object": [3],
 }
 # Parameters that take any value of their type (a free-text label), or nothing checkable.
-FREE = {"label"}
+FREE = {"label", "xlabel", "ylabel"}
 
 
 def kind(annotation: str) -> str:

@@ -7,7 +7,7 @@ forward and backward passes through deep networks) in the engine modules.
 from vangrad._validation import LOSSES
 from vangrad.activations import ACTIVATIONS, Activation, get_activation
 from vangrad.bounds import SIGMOID_DERIVATIVE_MAX, gradient_bound, log10_gradient_bound
-from vangrad.clipping import clip_by_norm
+from vangrad.clipping import clip_by_norm, clip_by_value
 from vangrad.engine import backprop
 from vangrad.flow import GradientFlow
 from vangrad.initializers import (
@@ -57,6 +57,7 @@ __all__ = [
     "chi",
     "chi_1",
     "clip_by_norm",
+    "clip_by_value",
     "critical_line",
     "critical_sigma_w2",
     "depth_scale",

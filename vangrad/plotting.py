@@ -40,6 +40,7 @@ __all__ = [
     "plot_gradient_through_time",
     "plot_layer_variances",
     "plot_loss_curves",
+    "plot_loss_surface",
     "plot_phase_diagram",
     "plot_predicted_profile",
     "plot_singular_values",
@@ -960,3 +961,92 @@ def plot_layer_variances(
     right.set_xlabel("layer l")
     right.set_title("weight gradient dLoss/dW_l")
     return left
+
+
+def plot_loss_surface(
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: np.ndarray,
+    *,
+    paths: Mapping[str, np.ndarray] | None = None,
+    xlabel: str = "w",
+    ylabel: str = "b",
+    ax: Axes | None = None,
+) -> Axes:
+    """Draw a loss over a grid of two parameters, on a log colour scale, with descent paths.
+
+    A cliff, where the loss drops by a large factor across a narrow band, shows as a sharp
+    edge between colours. Each path is drawn as a line with a dot per iterate, the first one
+    wider than the rest, so that a path which retraces it stays visible; the axes stay on the
+    grid, so a path thrown far away leaves the picture where it jumps.
+
+    Args:
+        x: The first parameter's values, increasing, shape `(n,)`.
+        y: The second parameter's values, increasing, shape `(m,)`.
+        loss: The loss at every pair, shape `(m, n)` (row `i` is `y[i]`); finite, > 0.
+        paths: Label -> the iterates of a descent, shape `(k, 2)`, columns `(x, y)`.
+        xlabel: The first parameter's name.
+        ylabel: The second parameter's name.
+        ax: Where to draw; a new figure when omitted.
+
+    Returns:
+        The `Axes` drawn on.
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad.plotting import plot_loss_surface
+
+        x, y = np.linspace(-1, 1, 5), np.linspace(0, 1, 3)
+        loss = 1 + x[None, :] ** 2 + y[:, None]
+        ax = plot_loss_surface(x, y, loss, paths={"descent": np.array([[1.0, 1.0], [0.5, 0.5]])})
+        print(ax.get_xlabel(), ax.get_ylabel(), ax.get_legend().get_texts()[0].get_text())
+        #> w b descent
+        ```
+    """
+    check_instance("xlabel", xlabel, str)
+    check_instance("ylabel", ylabel, str)
+    x = check_finite_array("x", x, ndim=[1])
+    y = check_finite_array("y", y, ndim=[1])
+    loss = check_finite_array("loss", loss, ndim=[2])
+    for name, values in (("x", x), ("y", y)):
+        if values.size < 2 or np.any(np.diff(values) <= 0):
+            raise ValueError(f"{name} must hold at least 2 increasing values")
+    if loss.shape != (y.size, x.size):
+        raise ValueError(
+            f"loss must have shape (len(y), len(x)) = {(y.size, x.size)}, got {loss.shape}"
+        )
+    if np.any(loss <= 0):
+        raise ValueError("loss must be > 0 everywhere: it is drawn on a log colour scale")
+    if paths is not None and not isinstance(paths, Mapping):
+        raise TypeError(f"paths must be a mapping of labels to (k, 2) arrays, got {paths!r}")
+    checked = {
+        label: check_finite_array(f"paths[{label!r}]", path, ndim=[2])
+        for label, path in (paths or {}).items()
+    }
+    for label, path in checked.items():
+        if path.shape[1] != 2:
+            raise ValueError(f"paths[{label!r}] must have shape (k, 2), got {path.shape}")
+    ax = _new_axes(ax)
+    # Rasterized: a fine grid drawn as vector cells would weigh megabytes on the page.
+    mesh = ax.pcolormesh(x, y, np.log10(loss), shading="nearest", cmap="viridis", rasterized=True)
+    ax.figure.colorbar(mesh, ax=ax, label="log10 loss")
+    for index, (label, path) in enumerate(checked.items()):
+        # The first path is drawn wider: a later one that retraces it stays visible on top.
+        wide = index == 0 and len(checked) > 1
+        ax.plot(
+            path[:, 0],
+            path[:, 1],
+            ".-",
+            markersize=7 if wide else 4,
+            linewidth=3.0 if wide else 1.2,
+            label=label,
+        )
+    ax.set_xlim(x[0], x[-1])
+    ax.set_ylim(y[0], y[-1])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if checked:
+        ax.legend(fontsize="small")
+    return ax
