@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 import vangrad
-from vangrad import datasets, plotting, training
+from vangrad import datasets, plotting, recurrent_training, training
 
-MODULES = (vangrad, plotting, training, datasets)
+MODULES = (vangrad, plotting, training, recurrent_training, datasets)
 
 
 @cache
@@ -37,7 +37,12 @@ def objects() -> dict[str, Any]:
     result = training.train(network, x, y, steps=3, batch_size=4, learning_rate=0.1)
     phase = vangrad.phase_diagram([1.0, 2.0], [0.0, 0.1], depth=3, width=4, batch_size=2)
     spectra = vangrad.jacobian_singular_values([2], 4, activation="tanh", sigma_w2=1.0)
+    sequences, targets = recurrent_training.adding_problem(4, 6, seed=0)
+    recurrent_model = recurrent_training.make_recurrent_model("lstm", 2, 3, seed=0)
     return {
+        "sequences": sequences,
+        "targets": targets,
+        "recurrent_model": recurrent_model,
         "grid": grid,
         "flow": flow,
         "x": x,
@@ -252,6 +257,33 @@ def good_calls() -> dict[str, dict[str, Any]]:
             "momentum": 0.0,
             "betas": (0.9, 0.999),
             "epsilon": 1e-8,
+            "seed": 0,
+        },
+        "vangrad.recurrent_training.adding_problem": {"length": 4, "samples": 3, "seed": 0},
+        "vangrad.recurrent_training.make_recurrent_model": {
+            "cell": "lstm",
+            "input_size": 2,
+            "hidden_size": 3,
+            "output_size": 1,
+            "forget_bias": 1.0,
+            "init_hh": "orthogonal",
+            "gain": 1.0,
+            "seed": 0,
+        },
+        "vangrad.recurrent_training.recurrent_loss_and_gradients": {
+            "model": o["recurrent_model"],
+            "x": o["sequences"],
+            "y": o["targets"],
+        },
+        "vangrad.recurrent_training.train_recurrent": {
+            "model": o["recurrent_model"],
+            "x": o["sequences"],
+            "y": o["targets"],
+            "steps": 2,
+            "batch_size": 4,
+            "learning_rate": 0.01,
+            "max_norm": 1.0,
+            "record_at": [0, 1],
             "seed": 0,
         },
         "vangrad.datasets.spirals": {
