@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS_CHECKED = ("training",)
+NOTEBOOKS_CHECKED = ("training", "long-range")
 PYTEST_OPTIONS = ("-q", "-p", "no:cacheprovider")
 
 

@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 import vangrad
-from vangrad import datasets, plotting, training
+from vangrad import datasets, plotting, recurrent_training, training
 
-MODULES = (vangrad, plotting, training, datasets)
+MODULES = (vangrad, plotting, training, recurrent_training, datasets)
 
 
 @cache
@@ -40,8 +40,13 @@ def objects() -> dict[str, Any]:
     lstm = vangrad.backprop_through_time(
         np.ones((3, 2, 3)), "lstm", vangrad.recurrent_params("lstm", 3, 2, seed=0)
     )
+    sequences, targets = recurrent_training.adding_problem(4, 6, seed=0)
+    recurrent_model = recurrent_training.make_recurrent_model("lstm", 2, 3, seed=0)
     return {
         "lstm_flow": lstm,
+        "sequences": sequences,
+        "targets": targets,
+        "recurrent_model": recurrent_model,
         "grid": grid,
         "flow": flow,
         "x": x,
@@ -271,6 +276,33 @@ def good_calls() -> dict[str, dict[str, Any]]:
             "momentum": 0.0,
             "betas": (0.9, 0.999),
             "epsilon": 1e-8,
+            "seed": 0,
+        },
+        "vangrad.recurrent_training.adding_problem": {"length": 4, "samples": 3, "seed": 0},
+        "vangrad.recurrent_training.make_recurrent_model": {
+            "cell": "lstm",
+            "input_size": 2,
+            "hidden_size": 3,
+            "output_size": 1,
+            "forget_bias": 1.0,
+            "init_hh": "orthogonal",
+            "gain": 1.0,
+            "seed": 0,
+        },
+        "vangrad.recurrent_training.recurrent_loss_and_gradients": {
+            "model": o["recurrent_model"],
+            "x": o["sequences"],
+            "y": o["targets"],
+        },
+        "vangrad.recurrent_training.train_recurrent": {
+            "model": o["recurrent_model"],
+            "x": o["sequences"],
+            "y": o["targets"],
+            "steps": 2,
+            "batch_size": 4,
+            "learning_rate": 0.01,
+            "max_norm": 1.0,
+            "record_at": [0, 1],
             "seed": 0,
         },
         "vangrad.datasets.spirals": {

@@ -232,6 +232,72 @@ def test_training_notebook_says_it_under_other_kernels_and_thread_counts(
         _check_training_printout(printed)
 
 
+def test_long_range_notebook_prints_what_its_prose_says(built_site: Path) -> None:
+    _check_long_range_printout(_printed(_page(built_site, "long-range")))
+
+
+def test_long_range_notebook_says_it_under_other_kernels_and_thread_counts(
+    portability_runs: tuple[list[subprocess.Popen[bytes]], Path, list[dict[str, object]]],
+) -> None:
+    """The same checks on the long-range notebook, in each environment of test_portability.py."""
+    processes, out, plans = portability_runs
+    assert [process.wait(timeout=900) for process in processes] == [0] * len(plans)
+    for index, plan in enumerate(plans):
+        folder = out / str(index)
+        assert (folder / "long-range.rc").is_file(), f"{plan['label']}: the notebook did not run"
+        printed = (folder / "long-range.txt").read_text(encoding="utf-8")
+        assert (folder / "long-range.rc").read_text() == "0", f"{plan['label']}:\n{printed}"
+        _check_long_range_printout(printed)
+
+
+def _check_long_range_printout(printed: str) -> None:
+    """What the long-range notebook's prose says about its own printout."""
+    baselines = {
+        int(length): float(value)
+        for length, value in re.findall(
+            r"^T = +(\d+): baseline \(always 1\) ([\d.]+)", printed, re.M
+        )
+    }
+    assert sorted(baselines) == [10, 40], printed
+    for value in baselines.values():
+        assert abs(value - 1 / 6) < 0.02, printed  # measured on the test set: near 1/6
+    rows = re.findall(
+        r"^T = +(\d+), (tanh RNN|LSTM, forget bias 1) +test loss ([\d.e+-]+), "
+        r"([\d.e+-]+) of the baseline$",
+        printed,
+        re.M,
+    )
+    final = {(int(length), label.split(",")[0]): float(ratio) for length, label, _, ratio in rows}
+    assert sorted(final) == [(10, "LSTM"), (10, "tanh RNN"), (40, "LSTM"), (40, "tanh RNN")]
+    for length, _, loss, ratio in rows:
+        assert abs(float(loss) / baselines[int(length)] / float(ratio) - 1) < 0.1, printed
+    # Both learn the short sequences; at 40 steps the tanh RNN stays on the baseline while
+    # the LSTM drops far below it.
+    assert final[10, "tanh RNN"] < 0.3, printed
+    assert final[10, "LSTM"] < 0.05, printed
+    assert final[40, "tanh RNN"] > 0.9, printed
+    assert final[40, "LSTM"] < 0.05, printed
+    factors = {}
+    for label, values in re.findall(
+        r"^(tanh RNN|LSTM, forget bias 1) +T = 40, per step at training (.*)$", printed, re.M
+    ):
+        factors[label.split(",")[0]] = {
+            int(step): float(value) for step, value in re.findall(r"step (\d+): x([\d.]+)", values)
+        }
+    assert sorted(factors) == ["LSTM", "tanh RNN"], printed
+    tanh, lstm = factors["tanh RNN"], factors["LSTM"]
+    assert sorted(tanh) == sorted(lstm) == [0, 100, 200, 399], printed
+    # Alike at the start; both worse on the plateau; after training the LSTM's factor is
+    # close to 1 and the tanh RNN's below its starting value.
+    assert abs(tanh[0] - lstm[0]) < 0.05, printed
+    for factor in (tanh, lstm):
+        assert factor[100] < factor[0] - 0.05, printed
+        assert factor[200] < factor[0] - 0.05, printed
+    assert lstm[399] > 0.9, printed
+    assert tanh[399] < tanh[0], printed
+    assert re.search(r"^This notebook ran in \d+ s\.$", printed, re.M), printed
+
+
 def _check_training_printout(printed: str) -> None:
     """What the training notebook's prose says about its own printout."""
     rows = re.findall(
