@@ -458,3 +458,20 @@ def test_the_cell_state_plot_needs_an_lstm() -> None:
     # The dashed prediction starts at the last step's median and falls by log10(0.5) per step.
     np.testing.assert_allclose(ax.lines[1].get_ydata(), (5 - np.arange(6)) * np.log10(0.5))
     plt.close("all")
+
+
+def test_kept_gradients_beyond_the_float_range_become_inf_without_a_warning() -> None:
+    from vangrad import recurrent_params
+
+    # A ReLU network whose gradient grows 1.2-fold per step, from an upstream gradient of 1e305:
+    # 50 steps take it past float64's range while the states stay below 1e4.
+    params = recurrent_params("rnn_relu", 2, 3, init_hh="identity", gain=1.2, bias=False, seed=0)
+    params["weight_ih"] = np.abs(params["weight_ih"])  # positive inputs keep every unit active
+    flow = backprop_through_time(
+        np.ones((50, 1, 2)), "rnn_relu", params, upstream=1e305, keep_grads=True
+    )
+    assert flow.overflow_step is None
+    assert flow.log10_grad_norms[0] > 308
+    assert np.isfinite(flow.log10_grad_norms).all()
+    assert np.isinf(flow.grads[0]).all()
+    assert np.isinf(flow.param_grads["weight_hh"]).all()

@@ -165,8 +165,13 @@ def log10_scale(scale: np.ndarray | int) -> np.ndarray:
 
 
 def unscale(g: np.ndarray, scale: np.ndarray | int) -> np.ndarray:
-    """The true gradient `g * 2**scale`, as a plain float array (it may underflow to 0)."""
-    return np.ldexp(g, np.asarray(scale)[..., np.newaxis, np.newaxis])
+    """The true gradient `g * 2**scale`, as a plain float array (it may underflow to 0).
+
+    Where the true gradient is beyond the float range it becomes inf, silently: the `log10`
+    norms, which stay exact, are the measurement, and the plain array only what fits.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        return np.ldexp(g, np.asarray(scale)[..., np.newaxis, np.newaxis])
 
 
 _LOG10_2 = math.log10(2.0)
