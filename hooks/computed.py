@@ -413,10 +413,14 @@ def _start(docs_dir: Path) -> None:
         share = jobs[index::PROCESSES]
         if not share:
             continue
+        # In a file, not on the command line: the pages' Markdown outgrows one argument's
+        # limit (128 KB on Linux) once enough pages compute numbers.
+        share_file = scratch / f"jobs-{index}.json"
+        share_file.write_text(json.dumps(share), encoding="utf-8")
         with (scratch / f"stderr-{index}").open("wb") as stderr:
             _state["children"].append(
                 subprocess.Popen(
-                    [sys.executable, __file__, json.dumps(share)],
+                    [sys.executable, __file__, str(share_file)],
                     cwd=scratch,  # a snippet that writes a file writes it here
                     env={**os.environ, "MPLBACKEND": "Agg", "OPENBLAS_NUM_THREADS": "1"},
                     stdin=subprocess.DEVNULL,
@@ -514,4 +518,4 @@ def on_build_error(**_: Any) -> None:
 
 
 if __name__ == "__main__":
-    _compute_jobs(json.loads(sys.argv[1]))
+    _compute_jobs(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")))
