@@ -114,15 +114,11 @@ def assert_close(analytic: np.ndarray, numeric: np.ndarray) -> None:
     assert error < RTOL, f"relative error {error:.2e}"
 
 
-def run(case: dict, cell: str) -> object:
+def run(case: dict, cell: str, **options: object) -> object:
+    """The engine on `case`, keeping its gradients; `options` add to or replace the case's."""
+    given = {"h0": case["h0"], "c0": case["c0"], "upstream": case["upstream"]}
     return backprop_through_time(
-        case["x"],
-        cell,
-        case["params"],
-        h0=case["h0"],
-        c0=case["c0"],
-        upstream=case["upstream"],
-        keep_grads=True,
+        case["x"], cell, case["params"], **{**given, "keep_grads": True, **options}
     )
 
 
@@ -213,15 +209,7 @@ def test_a_wrong_gate_wiring_is_caught() -> None:
     swapped = {
         name: np.concatenate([v[H : 2 * H], v[:H], v[2 * H :]]) for name, v in params.items()
     }
-    flow = backprop_through_time(
-        case["x"],
-        "lstm",
-        swapped,
-        h0=case["h0"],
-        c0=case["c0"],
-        upstream=case["upstream"],
-        keep_grads=True,
-    )
+    flow = run({**case, "params": swapped}, "lstm")
     numeric = numerical_gradient(lambda h: loss(case, "lstm", h0=h), case["h0"])
     with pytest.raises(AssertionError, match="relative error"):
         assert_close(flow.grads[0], numeric)
@@ -350,16 +338,7 @@ def test_a_loss_on_every_step(cell: str) -> None:
         steps = np.stack(hs[1:])
         return float(np.sum(c["upstream"] * hs[-1]) + np.sum(c["direct"][-len(steps) :] * steps))
 
-    flow = backprop_through_time(
-        case["x"],
-        cell,
-        case["params"],
-        h0=case["h0"],
-        c0=case["c0"],
-        upstream=case["upstream"],
-        step_upstream=direct,
-        keep_grads=True,
-    )
+    flow = run(case, cell, step_upstream=direct)
     assert_close(flow.grads[0], numerical_gradient(lambda h: full_loss(h0=h), case["h0"]))
     for name, value in case["params"].items():
         numeric = numerical_gradient(
@@ -379,15 +358,7 @@ def test_a_loss_on_every_step(cell: str) -> None:
         numeric = numerical_gradient(tail, hs[t])
         assert_close(flow.grads[t], numeric)
     # A function of h_1..h_T gives the same, and upstream=0 leaves the steps' loss alone.
-    as_function = backprop_through_time(
-        case["x"],
-        cell,
-        case["params"],
-        h0=case["h0"],
-        c0=case["c0"],
-        upstream=case["upstream"],
-        step_upstream=lambda hs: direct + 0 * hs,
-    )
+    as_function = run(case, cell, step_upstream=lambda hs: direct + 0 * hs, keep_grads=False)
     np.testing.assert_array_equal(as_function.log10_grad_norms, flow.log10_grad_norms)
     only_steps = backprop_through_time(
         case["x"], cell, case["params"], upstream=0.0, step_upstream=direct
