@@ -6,6 +6,8 @@ forward and backward passes through deep networks) in the engine modules.
 
 from vangrad._validation import LOSSES
 from vangrad.activations import ACTIVATIONS, Activation, get_activation
+from vangrad.block_theory import BlockPrediction, predict_blocks
+from vangrad.blocks import BLOCKS, BlockFlow, backprop_blocks, simulate_blocks
 from vangrad.bounds import SIGMOID_DERIVATIVE_MAX, gradient_bound, log10_gradient_bound
 from vangrad.clipping import clip_by_norm, clip_by_value
 from vangrad.engine import backprop
@@ -41,18 +43,22 @@ from vangrad.theory import (
 
 __all__ = [
     "ACTIVATIONS",
+    "BLOCKS",
     "CELLS",
     "INITIALIZERS",
     "LOSSES",
     "RECURRENT_INITS",
     "SIGMOID_DERIVATIVE_MAX",
     "Activation",
+    "BlockFlow",
+    "BlockPrediction",
     "GradientFlow",
     "Initializer",
     "PhaseDiagram",
     "RecurrentFlow",
     "Sweep",
     "backprop",
+    "backprop_blocks",
     "backprop_through_time",
     "chi",
     "chi_1",
@@ -70,10 +76,12 @@ __all__ = [
     "jacobian_singular_values",
     "log10_gradient_bound",
     "phase_diagram",
+    "predict_blocks",
     "predicted_jacobian_variance",
     "predicted_log10_grad_norms",
     "recurrent_params",
     "simulate",
+    "simulate_blocks",
     "simulate_mean_field",
     "sweep",
     "variance_map",

@@ -1,0 +1,711 @@
+r"""Residual blocks with normalisation, as in transformers: where the normalisation goes.
+
+This module is a reference implementation written to be read, in the style of `vangrad.engine`:
+a forward loop that keeps one record per block, and a backward loop that applies the chain rule
+to those records, one step per line.
+
+Conventions. The residual stream $x_l$ has shape `(batch, d)` (or `(trials, batch, d)` for a
+stack of independent networks); $x_0$ is the input. Block $l = 1, \dots, L$ has a branch
+$F_l(u) = \phi(u W^{in}_l) W^{out}_l$, a two-layer MLP of hidden width $m$ (usually $4d$), with
+no biases, and computes one of three things:
+
+- `placement="pre"` (pre-LN): $x_l = \alpha x_{l-1} + s_l F_l(N(x_{l-1}))$,
+- `placement="post"` (post-LN, the original transformer's block):
+  $x_l = N(\alpha x_{l-1} + s_l F_l(x_{l-1}))$,
+- `placement="none"`: $x_l = \alpha x_{l-1} + s_l F_l(x_{l-1})$, no normalisation at all.
+
+$N$ normalises over the units of each sample (`norm="layer"`, LayerNorm, Ba et al. 2016; or
+`"rms"`, RMSNorm, Zhang and Sennrich 2019) or over the batch, per unit (`"batch"`). Its learned
+gain and shift are at their initial values 1 and 0 and are not parameters here. $\alpha$ is a
+constant (1, or DeepNorm's $(2L)^{1/4}$); $s_l$ is a scalar parameter per block, the *branch
+scale*, whose gradient is measured (ReZero starts it at 0, SkipInit at a small constant). With
+`final_norm=True` the output is $N(x_L)$ (pre-LN stacks end with one); the loss is then a
+function of that output.
+
+The named blocks of `BLOCKS` set these (`block_settings`): `"pre"`, `"post"`, `"deepnorm"`
+(Wang et al. 2022), `"rezero"` (Bachlechner et al. 2020), `"skipinit"` (De and Smith 2020).
+
+Per sample. LayerNorm and RMSNorm treat each sample on its own, so a batch of $B$ samples is $B$
+independent measurements: the gradient norms are per sample, and a weight gradient's norm is
+the one a batch of that sample alone would give (an outer product's norm, $\lVert u \rVert
+\lVert \delta \rVert$). Batch normalisation couples the samples; its per-sample weight-gradient
+norms are each sample's term of the batch's gradient.
+
+Log space, as in `vangrad.engine`: the backward pass is linear in the upstream gradient, so it
+is divided by a power of two after every block and the exponents are summed, which keeps the
+`log10` norms exact at any depth.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from vangrad._validation import (
+    LOSSES,
+    check_bool,
+    check_choice,
+    check_finite_array,
+    check_loss,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+    check_seed,
+)
+from vangrad.activations import Activation, values_and_slopes
+from vangrad.engine import loss_upstream, normalise, normalise_backward
+from vangrad.flow import BATCHNORM_EPSILON, frobenius_norms, log10_scale, rescale, unscale
+from vangrad.initializers import Initializer, get_initializer
+from vangrad.network_checks import (
+    check_activation,
+    check_batch_for_batchnorm,
+    check_input,
+    check_upstream,
+)
+
+__all__ = [
+    "BLOCKS",
+    "NORMS",
+    "PLACEMENTS",
+    "BlockFlow",
+    "backprop_blocks",
+    "block_settings",
+    "block_weights",
+    "deepnorm_constants",
+    "normalise_rms",
+    "normalise_rms_backward",
+    "simulate_blocks",
+]
+
+PLACEMENTS = ("pre", "post", "none")
+"""Where a block normalises: its branch's input, its sum, or nowhere."""
+
+NORMS = ("layer", "rms", "batch")
+"""LayerNorm (over each sample's units), RMSNorm (the same without centring), batch norm."""
+
+BLOCKS = ("pre", "post", "deepnorm", "rezero", "skipinit")
+"""The named blocks `simulate_blocks` builds (see `block_settings`)."""
+
+
+# --8<-- [start:norms]
+def normalise_rms(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """RMSNorm over the units: `z * s` and `s = 1 / sqrt(mean(z^2) + eps)`, per sample."""
+    mean_square = np.mean(z * z, axis=-1, keepdims=True, dtype=np.float64)
+    inverse_rms = (1.0 / np.sqrt(mean_square + BATCHNORM_EPSILON)).astype(z.dtype)
+    return z * inverse_rms, inverse_rms
+
+
+def normalise_rms_backward(dy: np.ndarray, y: np.ndarray, inverse_rms: np.ndarray) -> np.ndarray:
+    """The chain rule through `normalise_rms`: `dLoss/dz` from `dLoss/dy`.
+
+    `y_j = z_j s` with `s = (mean(z^2) + eps)^(-1/2)`, so `ds/dz_k = -s^3 z_k / n` and
+    `dy_j/dz_k = s (delta_jk - y_j y_k / n)` (with eps, `y_k` here is `z_k s`, exactly as
+    forward computed it). Hence `dLoss/dz = s * (dy - y * mean(dy * y))`: the component of the
+    gradient along the output itself is removed, one direction of `n` (LayerNorm removes two:
+    the mean as well).
+    """
+    projection = np.mean(dy * y, axis=-1, keepdims=True)
+    return (dy - y * projection) * inverse_rms
+
+
+def _normalise(norm: str, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`N(z)` and its inverse scale (the rest of what the backward pass needs is `N(z)`)."""
+    if norm == "rms":
+        return normalise_rms(z)
+    return normalise(z, axis=-2 if norm == "batch" else -1)
+
+
+def _normalise_backward(norm: str, dy: np.ndarray, y: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    if norm == "rms":
+        return normalise_rms_backward(dy, y, scale)
+    return normalise_backward(dy, y, scale, -2 if norm == "batch" else -1)
+
+
+# --8<-- [end:norms]
+
+
+@dataclass(frozen=True, eq=False)
+class BlockFlow:
+    r"""What one forward and backward pass through a stack of residual blocks measured.
+
+    Shapes are for one network; a stack of networks adds a leading `trials` axis to each.
+    Index 0 of the per-stream arrays is the input $x_0$, index $L$ the last block's output
+    $x_L$ (before the final normalisation, if any); index $l - 1$ of the per-block arrays is
+    block $l$.
+
+    Attributes:
+        placement: `"pre"`, `"post"` or `"none"`.
+        norm: `"layer"`, `"rms"` or `"batch"`.
+        log10_grad_norms: $\log_{10} \lVert \partial L / \partial x_l \rVert$ per sample, over
+            its units: shape `(batch, L + 1)`.
+        log10_w_in_grad_norms: $\log_{10}$ of the Frobenius norm of the gradient of
+            $W^{in}_l$ per sample (see the module's *Per sample*): `(batch, L)`.
+        log10_w_out_grad_norms: The same for $W^{out}_l$: `(batch, L)`.
+        branch_scale_grads: $\partial L / \partial s_l$, summed over the batch: `(L,)`. Plain
+            floats (they can underflow in a deep stack).
+        stream_rms: The root mean square of $x_l$ over the batch and the units: `(L + 1,)`.
+        branch_rms: The root mean square of the branch's contribution $s_l F_l(\cdot)$ to
+            block $l$'s sum: `(L,)`.
+        output: The network's output, $x_L$ or $N(x_L)$.
+        grads: With `keep_grads=True`, $\partial L / \partial x_l$ for $l = 0, \dots, L$.
+        w_in_grads, w_out_grads: With `keep_grads=True`, the gradients of the weights (summed
+            over the batch).
+    """
+
+    placement: str
+    norm: str
+    log10_grad_norms: np.ndarray
+    log10_w_in_grad_norms: np.ndarray
+    log10_w_out_grad_norms: np.ndarray
+    branch_scale_grads: np.ndarray
+    stream_rms: np.ndarray
+    branch_rms: np.ndarray
+    output: np.ndarray = field(repr=False)
+    grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
+    w_in_grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
+    w_out_grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
+
+    @property
+    def depth(self) -> int:
+        """The number of blocks `L`."""
+        return self.branch_rms.shape[-1]
+
+
+def backprop_blocks(
+    x: ArrayLike,
+    w_in: Sequence[ArrayLike],
+    w_out: Sequence[ArrayLike],
+    *,
+    placement: str,
+    norm: str = "layer",
+    activation: str | Activation = "relu",
+    skip_scale: float = 1.0,
+    branch_scale: ArrayLike = 1.0,
+    final_norm: bool = False,
+    upstream: ArrayLike | Callable[[np.ndarray], ArrayLike] | None = None,
+    loss: str = "random",
+    seed: int | np.random.Generator = 0,
+    keep_grads: bool = False,
+) -> BlockFlow:
+    r"""Run a forward and a backward pass through residual blocks; measure every gradient.
+
+    Args:
+        x: The input $x_0$, shape `(batch, d)`, or `(trials, batch, d)` with stacked weights.
+        w_in: One matrix per block, `(d, m)` (or `(trials, d, m)`): the branch's first layer.
+        w_out: One matrix per block, `(m, d)` (or `(trials, m, d)`): its second layer.
+        placement: One of `PLACEMENTS` (see the module's conventions).
+        norm: One of `NORMS`.
+        activation: The branch's activation, a name from `ACTIVATIONS` (`"relu"`, `"gelu"`, ...)
+            or an `Activation`.
+        skip_scale: $\alpha$, multiplying the skip path; a number > 0.
+        branch_scale: $s_l$: a number, or one per block (shape `(L,)`, or `(trials, L)`).
+        final_norm: Normalise the last block's output, $N(x_L)$, before the loss.
+        upstream: $\partial L / \partial(\text{output})$, an array that broadcasts to the
+            output's shape, or a function of the output returning it. Default: `loss`'s.
+        loss: Used when `upstream` is not given: `"random"` (default), a standard normal
+            upstream gradient scaled to the norm of the ones, independent of the network; or
+            `"sum"`, the ones, which a LayerNorm at the output removes entirely (its backward
+            pass removes each sample's mean over the units), so the gradient is exactly 0.
+        seed: For `loss="random"`: an integer >= 0 or a `numpy.random.Generator`.
+        keep_grads: Also return the gradients themselves.
+
+    Returns:
+        A `BlockFlow`.
+
+    Raises:
+        TypeError: If an argument has the wrong type (the message names it).
+        ValueError: If shapes do not fit (`w_in[l]` must be `(d, m)` and `w_out[l]` `(m, d)`),
+            a name is unknown, `norm="batch"` meets a batch of 1, or `"layer"`/`"rms"` a
+            width of 1.
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad.blocks import backprop_blocks
+
+        rng = np.random.default_rng(0)
+        d, m, depth = 8, 32, 3
+        w_in = [rng.normal(0, (2 / (d + m)) ** 0.5, (d, m)) for _ in range(depth)]
+        w_out = [rng.normal(0, (2 / (d + m)) ** 0.5, (m, d)) for _ in range(depth)]
+        x = rng.standard_normal((4, d))
+        flow = backprop_blocks(x, w_in, w_out, placement="pre", final_norm=True)
+        print(flow.log10_grad_norms.shape, flow.branch_scale_grads.shape)
+        #> (4, 4) (3,)
+        # ReZero: every branch scale 0, so each block is the identity and the gradient
+        # reaches the input unchanged.
+        flow = backprop_blocks(x, w_in, w_out, placement="none", branch_scale=0.0)
+        print(np.allclose(flow.log10_grad_norms[:, 0], flow.log10_grad_norms[:, -1]))
+        #> True
+        ```
+    """
+    placement = check_choice("placement", placement, PLACEMENTS)
+    norm = check_choice("norm", norm, NORMS)
+    act = check_activation(activation)
+    alpha = check_positive_float("skip_scale", skip_scale)
+    final_norm = check_bool("final_norm", final_norm)
+    keep_grads = check_bool("keep_grads", keep_grads)
+    loss = check_loss(loss)
+    if upstream is not None and loss != "random":
+        raise ValueError(
+            f"give either upstream (an array or a function) or loss={loss!r}, not both: "
+            f"loss names the upstream gradient, one of {sorted(LOSSES)}"
+        )
+    rng = check_seed(seed)
+    ins, outs = _check_block_weights(w_in, w_out)
+    x_array = check_input(x, ins)
+    dtype = np.result_type(x_array, *ins, *outs)
+    x_array = x_array.astype(dtype, copy=False)
+    ins = [w.astype(dtype, copy=False) for w in ins]
+    outs = [w.astype(dtype, copy=False) for w in outs]
+    stack = np.broadcast_shapes(x_array.shape[:-2], ins[0].shape[:-2])
+    scales = _check_branch_scale(branch_scale, len(ins), stack).astype(dtype)
+    normalised = placement != "none" or final_norm
+    if normalised and norm == "batch":
+        check_batch_for_batchnorm(x_array.shape[-2], f"x of shape {x_array.shape}")
+    if normalised and norm != "batch" and x_array.shape[-1] < 2:
+        raise ValueError(
+            f"norm={norm!r} normalises over each sample's units and needs a width d >= 2 "
+            f"(over one unit the normalised value is always 0), got x of shape {x_array.shape}"
+        )
+    output_shape = (*stack, *x_array.shape[-2:])
+    if callable(upstream):
+        loss_gradient = upstream
+
+        def checked_upstream(y: np.ndarray) -> np.ndarray:
+            return check_upstream(loss_gradient(y), y.shape, dtype, name="upstream(output)")
+
+        gradient_of = checked_upstream
+    else:
+        given = (
+            check_upstream(upstream, output_shape, dtype)
+            if upstream is not None
+            else loss_upstream(loss, output_shape, rng, dtype)
+        )
+
+        def gradient_of(y: np.ndarray) -> np.ndarray:
+            return np.broadcast_to(np.ones_like(y) if given is None else given, y.shape).copy()
+
+    with np.errstate(all="ignore"):  # an overflow shows in the result as inf or nan
+        return _run_blocks(
+            np.broadcast_to(x_array, output_shape),
+            ins,
+            outs,
+            act,
+            placement=placement,
+            norm=norm,
+            alpha=alpha,
+            scales=scales,
+            final_norm=final_norm,
+            gradient_of=gradient_of,
+            keep_grads=keep_grads,
+        )
+
+
+# --8<-- [start:forward]
+@dataclass
+class Block:
+    """What the backward pass needs of one block."""
+
+    branch_in: np.ndarray  # u: N(x_{l-1}) before the branch (pre), else x_{l-1}
+    hidden: np.ndarray  # phi(u W_in)
+    slope: np.ndarray  # phi'(u W_in)
+    branch: np.ndarray  # F(u) = hidden @ W_out, before the branch scale
+    pre_norm: tuple[np.ndarray, np.ndarray] | None  # pre: N(x_{l-1}) and its scale
+    post_norm: tuple[np.ndarray, np.ndarray] | None  # post: x_l = N(sum) and its scale
+
+
+def forward_blocks(
+    x: np.ndarray,
+    w_in: Sequence[np.ndarray],
+    w_out: Sequence[np.ndarray],
+    activation: Activation,
+    *,
+    placement: str,
+    norm: str,
+    alpha: float,
+    scales: np.ndarray,
+) -> tuple[list[np.ndarray], list[Block]]:
+    """Run the blocks from `x_0 = x`; return every `x_l` and a `Block` per block."""
+    stream, blocks = [x], []
+    for index, (w1, w2) in enumerate(zip(w_in, w_out, strict=True)):
+        x_prev = stream[-1]
+        pre_norm = post_norm = None
+        u = x_prev
+        if placement == "pre":  # the branch sees the normalised stream
+            pre_norm = _normalise(norm, x_prev)
+            u = pre_norm[0]
+        hidden, slope = values_and_slopes(activation, u @ w1)
+        branch = hidden @ w2  # F(u)
+        s = scales[..., index, np.newaxis, np.newaxis]
+        x_next = alpha * x_prev + s * branch
+        if placement == "post":  # the sum is normalised
+            post_norm = _normalise(norm, x_next)
+            x_next = post_norm[0]
+        blocks.append(Block(u, hidden, slope, branch, pre_norm, post_norm))
+        stream.append(x_next)
+    return stream, blocks
+
+
+# --8<-- [end:forward]
+
+
+# --8<-- [start:backward]
+def backward_blocks(
+    blocks: Sequence[Block],
+    w_in: Sequence[np.ndarray],
+    w_out: Sequence[np.ndarray],
+    g: np.ndarray,
+    scale: np.ndarray,
+    *,
+    norm: str,
+    alpha: float,
+    scales: np.ndarray,
+    keep_grads: bool,
+) -> dict[str, list[np.ndarray]]:
+    """Back-propagate `dLoss/dx_L = g * 2**scale`, top block first; measurements bottom first."""
+    out: dict[str, list[np.ndarray]] = {name: [] for name in _MEASURED}
+    out["grad"].append(_log10(np.linalg.norm(g, axis=-1), scale))
+    _keep(out, keep_grads, "grads", g, scale)
+    for index in reversed(range(len(blocks))):
+        block, w1, w2 = blocks[index], w_in[index], w_out[index]
+        s = scales[..., index, np.newaxis, np.newaxis]
+        # Through the post-normalisation, x_l = N(sum).
+        if block.post_norm is not None:
+            g = _normalise_backward(norm, g, *block.post_norm)
+        # Through the sum, alpha * x_{l-1} + s * F(u): the branch scale gets F(u) . g ...
+        out["branch_scale"].append(_unscale_sum(block.branch * g, scale))
+        # ... and the branch's output gets s * g.
+        d_branch = s * g
+        # Through the second layer, F = hidden @ W_out.
+        out["w_out"].append(_outer_norms(block.hidden, d_branch, scale))
+        _keep(out, keep_grads, "w_out_grads", np.swapaxes(block.hidden, -1, -2) @ d_branch, scale)
+        d_hidden = d_branch @ np.swapaxes(w2, -1, -2)
+        # Through the activation and the first layer, hidden = phi(u @ W_in).
+        dz = d_hidden * block.slope
+        out["w_in"].append(_outer_norms(block.branch_in, dz, scale))
+        _keep(out, keep_grads, "w_in_grads", np.swapaxes(block.branch_in, -1, -2) @ dz, scale)
+        du = dz @ np.swapaxes(w1, -1, -2)
+        # Through the pre-normalisation, u = N(x_{l-1}).
+        if block.pre_norm is not None:
+            du = _normalise_backward(norm, du, *block.pre_norm)
+        # The skip path and the branch both reach x_{l-1}.
+        g_in = alpha * g + du
+        # Log space: record the norms, then divide by a power of two (exact).
+        out["grad"].append(_log10(np.linalg.norm(g_in, axis=-1), scale))
+        g, exponent = rescale(g_in, frobenius_norms(g_in))
+        scale = scale + exponent
+        _keep(out, keep_grads, "grads", g, scale)
+    for values in out.values():
+        values.reverse()
+    return out
+
+
+# --8<-- [end:backward]
+
+_MEASURED = ("grad", "w_in", "w_out", "branch_scale", "grads", "w_in_grads", "w_out_grads")
+
+
+def _log10(norms: np.ndarray, scale: np.ndarray | int) -> np.ndarray:
+    """`log10` of true per-sample norms, `norms * 2**scale` (`scale` per network)."""
+    with np.errstate(divide="ignore"):
+        return np.log10(norms) + log10_scale(np.asarray(scale)[..., np.newaxis])
+
+
+def _unscale_sum(a: np.ndarray, scale: np.ndarray | int) -> np.ndarray:
+    """The sum of `a * 2**scale` over the batch and the units, per network (it may underflow)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return np.ldexp(np.sum(a, axis=(-2, -1)), scale)
+
+
+def _outer_norms(a: np.ndarray, b: np.ndarray, scale: np.ndarray | int) -> np.ndarray:
+    """Per sample, `log10` of the norm of `a_b^T b_b` (times `2**scale`): `|a_b| |b_b|`."""
+    return _log10(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), scale)
+
+
+def _keep(
+    out: dict[str, list[np.ndarray]], keep: bool, name: str, g: np.ndarray, scale: np.ndarray
+) -> None:
+    if keep:
+        out[name].append(unscale(g, scale))
+
+
+def _run_blocks(
+    x: np.ndarray,
+    w_in: list[np.ndarray],
+    w_out: list[np.ndarray],
+    activation: Activation,
+    *,
+    placement: str,
+    norm: str,
+    alpha: float,
+    scales: np.ndarray,
+    final_norm: bool,
+    gradient_of: Callable[[np.ndarray], np.ndarray],
+    keep_grads: bool,
+) -> BlockFlow:
+    stream, blocks = forward_blocks(
+        x, w_in, w_out, activation, placement=placement, norm=norm, alpha=alpha, scales=scales
+    )
+    output, final = stream[-1], None
+    if final_norm:
+        final = _normalise(norm, output)
+        output = final[0]
+    # Into log space before the final normalisation's backward pass: an upstream gradient
+    # far outside the float range loses nothing on the way in.
+    g = gradient_of(output)
+    g, scale = rescale(g, frobenius_norms(g))
+    if final is not None:
+        g = _normalise_backward(norm, g, *final)
+    measured = backward_blocks(
+        blocks,
+        w_in,
+        w_out,
+        g,
+        scale,
+        norm=norm,
+        alpha=alpha,
+        scales=scales,
+        keep_grads=keep_grads,
+    )
+
+    def per_block(values: list[np.ndarray]) -> np.ndarray:
+        return np.stack(values, axis=-1).astype(np.float64)
+
+    def rms(a: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.mean(np.square(a, dtype=np.float64), axis=(-2, -1)))
+
+    branch = [
+        rms(scales[..., i, np.newaxis, np.newaxis] * block.branch) for i, block in enumerate(blocks)
+    ]
+    return BlockFlow(
+        placement=placement,
+        norm=norm,
+        log10_grad_norms=per_block(measured["grad"]),
+        log10_w_in_grad_norms=per_block(measured["w_in"]),
+        log10_w_out_grad_norms=per_block(measured["w_out"]),
+        branch_scale_grads=per_block(measured["branch_scale"]),
+        stream_rms=per_block([rms(x_l) for x_l in stream]),
+        branch_rms=per_block(branch),
+        output=output,
+        grads=tuple(measured["grads"]) if keep_grads else None,
+        w_in_grads=tuple(measured["w_in_grads"]) if keep_grads else None,
+        w_out_grads=tuple(measured["w_out_grads"]) if keep_grads else None,
+    )
+
+
+def _check_block_weights(w_in: object, w_out: object) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Both lists, one matrix per block, shaped `(d, m)` and `(m, d)` (stacked alike)."""
+    for name, value in (("w_in", w_in), ("w_out", w_out)):
+        if not isinstance(value, list | tuple):
+            raise TypeError(
+                f"{name} must be a list of arrays, one per block, got {type(value).__name__}"
+            )
+    if len(w_in) != len(w_out):
+        raise ValueError(
+            f"w_in and w_out must hold one matrix per block each, got {len(w_in)} and {len(w_out)}"
+        )
+    ins = [check_finite_array(f"w_in[{i}]", w, ndim=(2, 3)) for i, w in enumerate(w_in)]
+    outs = [check_finite_array(f"w_out[{i}]", w, ndim=(2, 3)) for i, w in enumerate(w_out)]
+    if not ins:
+        raise ValueError("w_in and w_out must hold at least one block, got empty lists")
+    d = ins[0].shape[-2]
+    first = ins[0].shape
+    for i, (w1, w2) in enumerate(zip(ins, outs, strict=True)):
+        for name, w, want in (
+            (f"w_in[{i}]", w1, (d, w1.shape[-1])),
+            (f"w_out[{i}]", w2, (w1.shape[-1], d)),
+        ):
+            if w.shape[:-2] != first[:-2] or w.shape[-2:] != want or 0 in w.shape:
+                stack = f"{first[0]}, " if len(first) == 3 else ""
+                raise ValueError(
+                    f"{name} has shape {w.shape}, expected ({stack}{want[0]}, {want[1]}): every "
+                    f"block takes the stream's width d = {d} (from w_in[0] of shape {first}) "
+                    "to a hidden width and back, and all are stacked alike"
+                )
+    return ins, outs
+
+
+def _check_branch_scale(value: ArrayLike, depth: int, stack: tuple[int, ...]) -> np.ndarray:
+    """The branch scales as an array `(*stack, depth)`."""
+    array = check_finite_array("branch_scale", value, ndim=(0, 1, 2))
+    shapes = [(), (depth,), (*stack, depth)]
+    if array.shape not in shapes:
+        raise ValueError(
+            f"branch_scale must be a number or one per block, shape ({depth},)"
+            + (f" or {(*stack, depth)}" if stack else "")
+            + f", got shape {array.shape}"
+        )
+    return np.broadcast_to(array, (*stack, depth)) if array.ndim < 2 else array
+
+
+def deepnorm_constants(depth: int) -> tuple[float, float]:
+    r"""DeepNorm's $\alpha = (2N)^{1/4}$ and $\beta = (8N)^{-1/4}$ for $N$ = `depth` blocks.
+
+    The values Wang et al. (2022) give for an encoder-only (or decoder-only) stack of $N$
+    blocks: $\alpha$ multiplies the skip path of each post-LN block, $\beta$ is the gain of
+    the branch weights' Xavier initialisation.
+
+    Example:
+        ```py
+        from vangrad.blocks import deepnorm_constants
+
+        alpha, beta = deepnorm_constants(8)
+        print(round(alpha, 4), round(beta, 4))
+        #> 2.0 0.3536
+        ```
+    """
+    n = check_positive_int("depth", depth)
+    return (2.0 * n) ** 0.25, (8.0 * n) ** -0.25
+
+
+def block_settings(block: str, depth: int, *, branch_scale: float | None = None) -> dict:
+    r"""The settings of a named block (one of `BLOCKS`) for a stack of `depth` blocks.
+
+    Returns a dict with `placement`, `skip_scale`, `branch_scale`, `final_norm` (arguments of
+    `backprop_blocks`) and `weight_gain` (the gain of the branch weights' initialisation):
+
+    - `"pre"`: pre-LN with a final normalisation (as in GPT-2 and Xiong et al. 2020).
+    - `"post"`: post-LN, the original transformer's block.
+    - `"deepnorm"`: post-LN with the skip scaled by $\alpha$ and the branch weights by
+      $\beta$ (`deepnorm_constants`).
+    - `"rezero"`: no normalisation, branch scale 0 (Bachlechner et al. 2020).
+    - `"skipinit"`: no normalisation, branch scale `branch_scale`; De and Smith (2020)
+      start it at 0 or at a small constant, below $1/\sqrt{L}$; here it starts at
+      $1/\sqrt{L}$, the edge of that range (0 would make it ReZero's block).
+
+    `branch_scale` overrides the named block's own (1 for the normalised blocks, 0 for ReZero).
+    """
+    block = check_choice("block", block, BLOCKS)
+    depth = check_positive_int("depth", depth)
+    settings = {
+        "placement": "pre",
+        "skip_scale": 1.0,
+        "branch_scale": 1.0,
+        "final_norm": False,
+        "weight_gain": 1.0,
+    }
+    if block == "pre":
+        settings["final_norm"] = True
+    elif block in ("post", "deepnorm"):
+        settings["placement"] = "post"
+        if block == "deepnorm":
+            settings["skip_scale"], settings["weight_gain"] = deepnorm_constants(depth)
+    else:
+        settings["placement"] = "none"
+        settings["branch_scale"] = 0.0 if block == "rezero" else 1.0 / math.sqrt(depth)
+    if branch_scale is not None:
+        settings["branch_scale"] = check_nonnegative_float("branch_scale", branch_scale)
+    return settings
+
+
+def block_weights(
+    rng: np.random.Generator,
+    depth: int,
+    width: int,
+    *,
+    hidden: int | None = None,
+    init: str | Initializer = "xavier_normal",
+    weight_scale: float | None = None,
+    trials: int | None = None,
+    dtype: type[np.floating] | str = np.float64,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Draw `w_in` (`(width, hidden)`) and `w_out` (`(hidden, width)`) for `depth` blocks.
+
+    `hidden` defaults to `4 * width`; each block's two matrices are drawn in turn, from the
+    initialiser (`weight_scale` is its gain, or the standard deviation for `"normal"`).
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad.blocks import block_weights
+
+        w_in, w_out = block_weights(np.random.default_rng(0), 2, 8, trials=3)
+        print(len(w_in), w_in[0].shape, w_out[0].shape)
+        #> 2 (3, 8, 32) (3, 32, 8)
+        ```
+    """
+    depth = check_positive_int("depth", depth)
+    width = check_positive_int("width", width)
+    hidden = 4 * width if hidden is None else check_positive_int("hidden", hidden)
+    initializer = get_initializer(init)
+    w_in, w_out = [], []
+    for _ in range(depth):
+        for fans, weights in (((width, hidden), w_in), ((hidden, width), w_out)):
+            weights.append(
+                initializer.sample(
+                    rng, *fans, weight_scale=weight_scale, trials=trials, dtype=dtype
+                )
+            )
+    return w_in, w_out
+
+
+def simulate_blocks(
+    block: str,
+    depth: int,
+    width: int,
+    *,
+    batch_size: int,
+    norm: str = "layer",
+    activation: str | Activation = "relu",
+    hidden: int | None = None,
+    init: str | Initializer = "xavier_normal",
+    branch_scale: float | None = None,
+    trials: int = 1,
+    seed: int | np.random.Generator = 0,
+    loss: str = "random",
+    keep_grads: bool = False,
+) -> BlockFlow:
+    """Measure a random stack of `depth` named blocks (one of `BLOCKS`) of `width` units.
+
+    Draws from `np.random.default_rng(seed)` the input `x_0` (standard normal, shape
+    `(batch_size, width)`, shared by every trial), then the weights (`block_weights`, with the
+    named block's gain: DeepNorm's beta), then the random loss's upstream gradient, and runs
+    `backprop_blocks` with the named block's settings (`block_settings`).
+
+    Example:
+        ```py
+        import numpy as np
+
+        from vangrad.blocks import simulate_blocks
+
+        flow = simulate_blocks("pre", 12, 64, batch_size=8, trials=2)
+        # The pre-LN stream grows: its RMS at the top is above the input's 1.
+        print(flow.stream_rms.shape, bool(np.all(flow.stream_rms[:, -1] > 1.5)))
+        #> (2, 13) True
+        ```
+    """
+    depth = check_positive_int("depth", depth)
+    width = check_positive_int("width", width)
+    batch_size = check_positive_int("batch_size", batch_size)
+    trials = check_positive_int("trials", trials)
+    settings = block_settings(block, depth, branch_scale=branch_scale)
+    initializer = get_initializer(init)
+    if initializer.scale_is_std:
+        raise ValueError(
+            f"simulate_blocks draws from initialisers with a gain; init={initializer.name!r} "
+            "needs a standard deviation: draw the weights with block_weights instead"
+        )
+    gain = settings.pop("weight_gain")
+    rng = check_seed(seed)
+    x = rng.standard_normal((batch_size, width))
+    stack = None if trials == 1 else trials
+    w_in, w_out = block_weights(
+        rng, depth, width, hidden=hidden, init=initializer, weight_scale=gain, trials=stack
+    )
+    return backprop_blocks(
+        x,
+        w_in,
+        w_out,
+        norm=norm,
+        activation=activation,
+        loss=loss,
+        seed=rng,
+        keep_grads=keep_grads,
+        **settings,
+    )
