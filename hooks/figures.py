@@ -248,7 +248,43 @@ def _figures() -> dict[str, Callable[[], Any]]:
         **_recurrent_figures(),
         **_gates_figures(),
         **_clipping_figures(),
+        **_normalisation_figures(),
     }
+
+
+def _normalisation_figures() -> dict[str, Callable[[], Any]]:
+    """The figure of normalisation.md: the gradient at every level of 48-block stacks."""
+    import numpy as np
+
+    from vangrad import BLOCKS, predict_blocks, simulate_blocks
+
+    def block_gradients() -> Any:
+        # The page's settings: width 256, 8 samples in each of 4 networks, 48 blocks.
+        depth, width = 48, 256
+        _, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+        levels = np.arange(depth + 1)
+        labels = {
+            "pre": "pre-LN",
+            "post": "post-LN",
+            "deepnorm": "DeepNorm",
+            "rezero": "ReZero",
+            "skipinit": "SkipInit, 1/sqrt(L)",
+        }
+        for block in BLOCKS:
+            flow = simulate_blocks(block, depth, width, batch_size=8, trials=4)
+            # Relative to the upstream gradient's norm per sample, sqrt(d).
+            median = np.median(flow.log10_grad_norms, axis=(0, 1)) - 0.5 * np.log10(width)
+            predicted = predict_blocks(block, depth, width).log10_grad_norms
+            (line,) = ax.plot(levels, 10**median, label=labels[block])
+            ax.plot(levels, 10 ** (predicted - 0.5 * np.log10(width)), "--", color=line.get_color())
+        ax.set_yscale("log")
+        ax.set_xlabel("level l of the stream (0: the input, 48: the top)")
+        ax.set_ylabel("|dL/dx_l| per sample / |upstream|")
+        ax.set_title("48 blocks of width 256: median over 32 samples; mean field dashed")
+        ax.legend()
+        return ax
+
+    return {"block-gradients": block_gradients}
 
 
 def _recurrent_figures() -> dict[str, Callable[[], Any]]:
