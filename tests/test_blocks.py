@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.finite_differences import assert_close, numerical_gradient
 from vangrad.block_theory import branch_gains, predict_blocks
 from vangrad.blocks import (
     BLOCKS,
@@ -25,8 +26,6 @@ from vangrad.blocks import (
     simulate_blocks,
 )
 
-EPS = 1e-6
-RTOL = 1e-6
 D, M, BATCH, DEPTH = 5, 7, 4, 3
 EPSILON = 1e-5  # the variance's epsilon, as in every normalisation of the package
 
@@ -63,21 +62,6 @@ def reference_output(case: dict, **changes: object) -> np.ndarray:
 
 def loss(case: dict, **changes: object) -> float:
     return float(np.sum(case["upstream"] * reference_output(case, **changes)))
-
-
-def numerical_gradient(function, point: np.ndarray) -> np.ndarray:
-    gradient = np.zeros_like(point)
-    for index in np.ndindex(point.shape):
-        up, down = point.copy(), point.copy()
-        up[index] += EPS
-        down[index] -= EPS
-        gradient[index] = (function(up) - function(down)) / (2 * EPS)
-    return gradient
-
-
-def assert_close(analytic: np.ndarray, numeric: np.ndarray) -> None:
-    error = np.linalg.norm(analytic - numeric) / np.linalg.norm(numeric)
-    assert error < RTOL, f"relative error {error:.2e}"
 
 
 def make_case(placement: str, norm: str, activation: str, final_norm: bool, seed: int = 0):

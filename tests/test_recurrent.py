@@ -8,14 +8,11 @@ import time
 import numpy as np
 import pytest
 
+from tests.finite_differences import assert_close, numerical_gradient
 from vangrad import CELLS, backprop_through_time
 from vangrad._validation import CELL_GATES
 
 STEPS, BATCH, N, H = 5, 2, 3, 4
-EPS = 1e-6
-# A central difference in float64 with EPS = 1e-6 is good to about 1e-9 here; a gate wired
-# wrong is off by order 1.
-RTOL = 1e-6
 
 
 def sigmoid(a: np.ndarray) -> np.ndarray:
@@ -96,22 +93,6 @@ def loss(case: dict, cell: str, **changes: np.ndarray) -> float:
     c = {**case, **changes}
     hs, _, _ = reference_forward(c["x"], cell, c["params"], c["h0"], c["c0"])
     return float(np.sum(c["upstream"] * hs[-1]))
-
-
-def numerical_gradient(function, point: np.ndarray) -> np.ndarray:
-    """Central differences of a scalar function of an array, entry by entry."""
-    gradient = np.zeros_like(point)
-    for index in np.ndindex(point.shape):
-        up, down = point.copy(), point.copy()
-        up[index] += EPS
-        down[index] -= EPS
-        gradient[index] = (function(up) - function(down)) / (2 * EPS)
-    return gradient
-
-
-def assert_close(analytic: np.ndarray, numeric: np.ndarray) -> None:
-    error = np.linalg.norm(analytic - numeric) / np.linalg.norm(numeric)
-    assert error < RTOL, f"relative error {error:.2e}"
 
 
 def run(case: dict, cell: str, **options: object) -> object:
