@@ -48,14 +48,35 @@ def gelu(v: np.ndarray) -> np.ndarray:
     return 0.5 * v * (1 + np.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v**3)))
 
 
+def reference_attention(u: np.ndarray, w_qkv: np.ndarray, tokens: int, heads: int) -> np.ndarray:
+    """Softmax self-attention, sequence by sequence and head by head, with plain loops."""
+    d = u.shape[-1]
+    width = d // heads
+    q, k, v = u @ w_qkv[:, :d], u @ w_qkv[:, d : 2 * d], u @ w_qkv[:, 2 * d :]
+    out = np.zeros_like(u)
+    for start in range(0, len(u), tokens):
+        rows = slice(start, start + tokens)
+        for h in range(heads):
+            cols = slice(h * width, (h + 1) * width)
+            scores = q[rows, cols] @ k[rows, cols].T / math.sqrt(width)
+            weights = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+            out[rows, cols] = weights @ v[rows, cols]
+    return out
+
+
 def reference_output(case: dict, **changes: object) -> np.ndarray:
     """The stack's output by the equations in `vangrad.blocks`' docstring, independently."""
     c = {**case, **changes}
     phi = np.tanh if c["activation"] == "tanh" else gelu
     x = c["x"]
-    for w1, w2, s in zip(c["w_in"], c["w_out"], c["scales"], strict=True):
+    blocks = zip(c["w_in"], c["w_out"], c["scales"], c["branches"], strict=True)
+    for w1, w2, s, branch in blocks:
         u = reference_norm(c["norm"], x) if c["placement"] == "pre" else x
-        total = c["alpha"] * x + s * (phi(u @ w1) @ w2)
+        if branch == "attention":
+            hidden = reference_attention(u, w1, c["tokens"], c["heads"])
+        else:
+            hidden = phi(u @ w1)
+        total = c["alpha"] * x + s * (hidden @ w2)
         x = reference_norm(c["norm"], total) if c["placement"] == "post" else total
     return reference_norm(c["norm"], x) if c["final_norm"] else x
 
@@ -64,19 +85,34 @@ def loss(case: dict, **changes: object) -> float:
     return float(np.sum(case["upstream"] * reference_output(case, **changes)))
 
 
-def make_case(placement: str, norm: str, activation: str, final_norm: bool, seed: int = 0):
-    rng = np.random.default_rng(seed)
+def make_case(
+    placement: str, norm: str, activation: str, final_norm: bool, attention: bool = False
+):
+    """Three MLP blocks on 4 samples; or attention, MLP, attention on 2 sequences of 3."""
+    rng = np.random.default_rng(0)
+    d = 4 if attention else D
+    branches = ("attention", "mlp", "attention") if attention else ("mlp",) * DEPTH
+    rows = 6 if attention else BATCH
+    w_in, w_out = [], []
+    for branch in branches:
+        hidden = 3 * d if branch == "attention" else M
+        back = d if branch == "attention" else M
+        w_in.append(rng.normal(0, 1 / np.sqrt(d), (d, hidden)))
+        w_out.append(rng.normal(0, 1 / np.sqrt(back), (back, d)))
     return {
-        "x": rng.normal(size=(BATCH, D)),
-        "w_in": [rng.normal(0, 1 / np.sqrt(D), (D, M)) for _ in range(DEPTH)],
-        "w_out": [rng.normal(0, 1 / np.sqrt(M), (M, D)) for _ in range(DEPTH)],
+        "x": rng.normal(size=(rows, d)),
+        "w_in": w_in,
+        "w_out": w_out,
         "scales": rng.uniform(0.5, 1.5, DEPTH),
         "alpha": 1.3,
-        "upstream": rng.normal(size=(BATCH, D)),
+        "upstream": rng.normal(size=(rows, d)),
         "placement": placement,
         "norm": norm,
         "activation": activation,
         "final_norm": final_norm,
+        "branches": branches,
+        "tokens": 3 if attention else 1,
+        "heads": 2 if attention else 1,
     }
 
 
@@ -89,27 +125,34 @@ def run(case: dict, **options: object):
         "branch_scale": case["scales"],
         "final_norm": case["final_norm"],
         "upstream": case["upstream"],
+        "branches": list(case["branches"]),
+        "tokens": case["tokens"],
+        "heads": case["heads"],
         "keep_grads": True,
     }
     return backprop_blocks(case["x"], case["w_in"], case["w_out"], **{**settings, **options})
 
 
 CASES = [
-    (placement, norm, activation, final)
+    (placement, norm, activation, final, attention)
     for placement in PLACEMENTS
     for norm in NORMS
     for activation in ("tanh", "gelu")
     for final in (False, True)
-    if placement != "none" or final or norm == "layer"
+    for attention in (False, True)
+    if (placement != "none" or final or norm == "layer") and (activation == "gelu" or not attention)
 ]
-IDS = ["-".join([p, n, a, "final" if f else "nofinal"]) for p, n, a, f in CASES]
+IDS = [
+    "-".join([p, n, a, "final" if f else "nofinal", "attention" if t else "mlp"])
+    for p, n, a, f, t in CASES
+]
 
 
-@pytest.mark.parametrize(("placement", "norm", "activation", "final"), CASES, ids=IDS)
+@pytest.mark.parametrize(("placement", "norm", "activation", "final", "attention"), CASES, ids=IDS)
 def test_every_gradient_matches_finite_differences(
-    placement: str, norm: str, activation: str, final: bool
+    placement: str, norm: str, activation: str, final: bool, attention: bool
 ) -> None:
-    case = make_case(placement, norm, activation, final)
+    case = make_case(placement, norm, activation, final, attention)
     flow = run(case)
     np.testing.assert_allclose(flow.output, reference_output(case), rtol=1e-12, atol=1e-12)
     assert_close(flow.grads[0], numerical_gradient(lambda x: loss(case, x=x), case["x"]))
@@ -126,22 +169,23 @@ def test_every_gradient_matches_finite_differences(
     assert_close(flow.branch_scale_grads, numeric)
 
 
+@pytest.mark.parametrize("attention", [False, True])
 @pytest.mark.parametrize("placement", PLACEMENTS)
-def test_intermediate_gradients_are_those_of_the_stack_above(placement: str) -> None:
+def test_intermediate_gradients_are_those_of_the_stack_above(
+    placement: str, attention: bool
+) -> None:
     # dLoss/dx_l is the input gradient of blocks l+1..L run from x_l: a second route to it.
-    case = make_case(placement, "layer", "gelu", final_norm=True)
+    case = make_case(placement, "layer", "gelu", final_norm=True, attention=attention)
     flow = run(case)
+    tokens = case["tokens"]
     for level in range(1, DEPTH):
-        x_level = reference_output(
-            {**case, "final_norm": False},
-            w_in=case["w_in"][:level],
-            w_out=case["w_out"][:level],
-            scales=case["scales"][:level],
-        )
-        top = {"w_in": case["w_in"][level:], "w_out": case["w_out"][level:]}
-        above = run({**case, **top, "x": x_level, "scales": case["scales"][level:]})
-        np.testing.assert_allclose(flow.grads[level], above.grads[0], rtol=1e-10, atol=1e-13)
-        expected = np.log10(np.linalg.norm(above.grads[0], axis=-1))
+        below = {name: case[name][:level] for name in ("w_in", "w_out", "scales", "branches")}
+        x_level = reference_output({**case, "final_norm": False}, **below)
+        above = {name: case[name][level:] for name in ("w_in", "w_out", "scales", "branches")}
+        top = run({**case, **above, "x": x_level})
+        np.testing.assert_allclose(flow.grads[level], top.grads[0], rtol=1e-10, atol=1e-13)
+        per_sequence = top.grads[0].reshape(-1, tokens * top.grads[0].shape[-1])
+        expected = np.log10(np.linalg.norm(per_sequence, axis=-1))
         np.testing.assert_allclose(flow.log10_grad_norms[:, level], expected, atol=1e-12)
 
 
@@ -165,17 +209,24 @@ def test_rms_norm_backward_matches_finite_differences() -> None:
     assert_close(normalise_rms_backward(dy, y, s), numeric)
 
 
+@pytest.mark.parametrize("attention", [False, True])
 @pytest.mark.parametrize("norm", ["layer", "rms"])
-def test_per_sample_norms_are_those_of_a_batch_of_one(norm: str) -> None:
-    case = make_case("post", norm, "gelu", final_norm=False)
+def test_per_sample_norms_are_those_of_a_batch_of_one(norm: str, attention: bool) -> None:
+    # A sample is a row, or with attention a sequence of rows: run alone, it gives the same
+    # gradient norms, and its weight gradients (explicit matrices) the norms measured per
+    # sample in the batch (by the Gram matrices, for sequences).
+    case = make_case("post", norm, "gelu", final_norm=False, attention=attention)
     flow = run(case)
-    for b in range(BATCH):
-        alone = run({**case, "x": case["x"][b : b + 1], "upstream": case["upstream"][b : b + 1]})
-        np.testing.assert_allclose(flow.log10_grad_norms[b], alone.log10_grad_norms[0], atol=1e-12)
+    tokens = case["tokens"]
+    for sample in range(len(case["x"]) // tokens):
+        rows = slice(sample * tokens, (sample + 1) * tokens)
+        alone = run({**case, "x": case["x"][rows], "upstream": case["upstream"][rows]})
+        measured = flow.log10_grad_norms[sample]
+        np.testing.assert_allclose(measured, alone.log10_grad_norms[0], atol=1e-12)
         for name in ("w_in", "w_out"):
-            measured = getattr(flow, f"log10_{name}_grad_norms")[b]
+            measured = getattr(flow, f"log10_{name}_grad_norms")[sample]
             expected = [np.log10(np.linalg.norm(g)) for g in getattr(alone, f"{name}_grads")]
-            np.testing.assert_allclose(measured, expected, atol=1e-12)
+            np.testing.assert_allclose(measured, expected, atol=1e-10)
 
 
 def test_stacked_trials_equal_separate_runs() -> None:
@@ -228,9 +279,9 @@ def test_the_sum_loss_is_removed_by_a_final_layer_norm() -> None:
 
 
 def test_named_blocks() -> None:
-    alpha, beta = deepnorm_constants(48)
-    assert alpha == pytest.approx(96**0.25)
-    assert beta == pytest.approx(384**-0.25)
+    alpha, beta = deepnorm_constants(48)  # 24 layers of two blocks: N = 24
+    assert alpha == pytest.approx((2 * 24) ** 0.25)
+    assert beta == pytest.approx((8 * 24) ** -0.25)
     assert block_settings("deepnorm", 48)["skip_scale"] == alpha
     assert block_settings("rezero", 10)["branch_scale"] == 0.0
     assert block_settings("skipinit", 16)["branch_scale"] == 0.25
@@ -304,5 +355,16 @@ def test_bad_shapes_and_sizes_are_named() -> None:
     with pytest.raises(ValueError, match="needs a width d >= 2"):
         backprop_blocks(np.ones((2, 1)), *one, placement="pre")
     backprop_blocks(np.ones((2, 1)), *one, placement="none")  # nothing to normalise: fine
+    with pytest.raises(ValueError, match="tokens=3 must divide the batch"):
+        backprop_blocks(x, w_in, w_out, placement="pre", tokens=3)
+    with pytest.raises(ValueError, match="unknown branches 'conv'"):
+        backprop_blocks(x, w_in, w_out, placement="pre", branches="conv")
+    with pytest.raises(ValueError, match="one branch per block: got 2 for 3 blocks"):
+        backprop_blocks(x, w_in, w_out, placement="pre", branches=["mlp", "mlp"])
+    with pytest.raises(ValueError, match=r"w_in\[0\] has shape \(5, 7\), expected \(5, 15\)"):
+        backprop_blocks(x, w_in, w_out, placement="pre", branches="attention")
+    attention = make_case("pre", "layer", "gelu", final_norm=False, attention=True)
+    with pytest.raises(ValueError, match="heads=3 must divide the width d = 4"):
+        run(attention, heads=3)
     with pytest.raises(ValueError, match="unknown block 'prenorm'"):
         simulate_blocks("prenorm", 2, 4, batch_size=2)

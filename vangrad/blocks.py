@@ -69,6 +69,7 @@ from vangrad.network_checks import (
 
 __all__ = [
     "BLOCKS",
+    "BRANCHES",
     "NORMS",
     "PLACEMENTS",
     "BlockFlow",
@@ -89,6 +90,9 @@ NORMS = ("layer", "rms", "batch")
 
 BLOCKS = ("pre", "post", "deepnorm", "rezero", "skipinit")
 """The named blocks `simulate_blocks` builds (see `block_settings`)."""
+
+BRANCHES = ("mlp", "attention")
+"""What a block's branch is: the two-layer MLP, or softmax self-attention."""
 
 
 # --8<-- [start:norms]
@@ -140,11 +144,13 @@ class BlockFlow:
     Attributes:
         placement: `"pre"`, `"post"` or `"none"`.
         norm: `"layer"`, `"rms"` or `"batch"`.
+        branches: Each block's branch, `"mlp"` or `"attention"`.
+        tokens: The rows of one sample (a sequence's length; 1 without attention).
         log10_grad_norms: $\log_{10} \lVert \partial L / \partial x_l \rVert$ per sample, over
-            its units: shape `(batch, L + 1)`.
+            its rows and units: shape `(samples, L + 1)`, `samples = batch / tokens`.
         log10_w_in_grad_norms: $\log_{10}$ of the Frobenius norm of the gradient of
-            $W^{in}_l$ per sample (see the module's *Per sample*): `(batch, L)`.
-        log10_w_out_grad_norms: The same for $W^{out}_l$: `(batch, L)`.
+            $W^{in}_l$ per sample (see the module's *Per sample*): `(samples, L)`.
+        log10_w_out_grad_norms: The same for $W^{out}_l$: `(samples, L)`.
         branch_scale_grads: $\partial L / \partial s_l$, summed over the batch: `(L,)`. Plain
             floats (they can underflow in a deep stack).
         stream_rms: The root mean square of $x_l$ over the batch and the units: `(L + 1,)`.
@@ -158,6 +164,8 @@ class BlockFlow:
 
     placement: str
     norm: str
+    branches: tuple[str, ...]
+    tokens: int
     log10_grad_norms: np.ndarray
     log10_w_in_grad_norms: np.ndarray
     log10_w_out_grad_norms: np.ndarray
@@ -183,6 +191,9 @@ def backprop_blocks(
     placement: str,
     norm: str = "layer",
     activation: str | Activation = "relu",
+    branches: str | Sequence[str] = "mlp",
+    tokens: int = 1,
+    heads: int = 1,
     skip_scale: float = 1.0,
     branch_scale: ArrayLike = 1.0,
     final_norm: bool = False,
@@ -195,12 +206,23 @@ def backprop_blocks(
 
     Args:
         x: The input $x_0$, shape `(batch, d)`, or `(trials, batch, d)` with stacked weights.
-        w_in: One matrix per block, `(d, m)` (or `(trials, d, m)`): the branch's first layer.
-        w_out: One matrix per block, `(m, d)` (or `(trials, m, d)`): its second layer.
+            With `tokens > 1` the rows are `batch / tokens` sequences of `tokens` consecutive
+            rows each.
+        w_in: One matrix per block, `(d, m)` (or `(trials, d, m)`): the branch's first layer;
+            for attention, the queries', keys' and values' projections side by side, `(d, 3d)`.
+        w_out: One matrix per block, `(m, d)` (or `(trials, m, d)`): its second layer; for
+            attention, the output projection, `(d, d)`.
         placement: One of `PLACEMENTS` (see the module's conventions).
         norm: One of `NORMS`.
-        activation: The branch's activation, a name from `ACTIVATIONS` (`"relu"`, `"gelu"`, ...)
+        activation: The MLP's activation, a name from `ACTIVATIONS` (`"relu"`, `"gelu"`, ...)
             or an `Activation`.
+        branches: `"mlp"` (default) or `"attention"` for every block, or one per block (a
+            transformer layer is an attention block followed by an MLP block). Attention is
+            softmax self-attention within each sequence, all positions to all (an encoder's),
+            $\mathrm{softmax}(q k^\top / \sqrt{d_h})\, v$ per head, without masks or biases.
+        tokens: The rows of one sequence; a sample is a sequence, so the per-sample norms
+            are over its rows (an integer >= 1 dividing the batch).
+        heads: Attention's heads; an integer >= 1 dividing `d`.
         skip_scale: $\alpha$, multiplying the skip path; a number > 0.
         branch_scale: $s_l$: a number, or one per block (shape `(L,)`, or `(trials, L)`).
         final_norm: Normalise the last block's output, $N(x_L)$, before the loss.
@@ -256,8 +278,20 @@ def backprop_blocks(
             f"loss names the upstream gradient, one of {sorted(LOSSES)}"
         )
     rng = check_seed(seed)
-    ins, outs = _check_block_weights(w_in, w_out)
+    kinds = _check_branches(branches, w_in)
+    ins, outs = _check_block_weights(w_in, w_out, kinds)
     x_array = check_input(x, ins)
+    tokens = check_positive_int("tokens", tokens)
+    heads = check_positive_int("heads", heads)
+    if x_array.shape[-2] % tokens:
+        raise ValueError(
+            f"tokens={tokens} must divide the batch into whole sequences, got x of shape "
+            f"{x_array.shape}"
+        )
+    if "attention" in kinds and x_array.shape[-1] % heads:
+        raise ValueError(
+            f"heads={heads} must divide the width d = {x_array.shape[-1]} into equal heads"
+        )
     dtype = np.result_type(x_array, *ins, *outs)
     x_array = x_array.astype(dtype, copy=False)
     ins = [w.astype(dtype, copy=False) for w in ins]
@@ -292,7 +326,7 @@ def backprop_blocks(
 
     with np.errstate(all="ignore"):  # an overflow shows in the result as inf or nan
         return _run_blocks(
-            np.broadcast_to(x_array, output_shape),
+            np.ascontiguousarray(np.broadcast_to(x_array, output_shape)),
             ins,
             outs,
             act,
@@ -300,6 +334,8 @@ def backprop_blocks(
             norm=norm,
             alpha=alpha,
             scales=scales,
+            branches=kinds,
+            sequence=(tokens, heads),
             final_norm=final_norm,
             gradient_of=gradient_of,
             keep_grads=keep_grads,
@@ -312,8 +348,9 @@ class Block:
     """What the backward pass needs of one block."""
 
     branch_in: np.ndarray  # u: N(x_{l-1}) before the branch (pre), else x_{l-1}
-    hidden: np.ndarray  # phi(u W_in)
-    slope: np.ndarray  # phi'(u W_in)
+    hidden: np.ndarray  # what W_out multiplies: phi(u W_in), or attention's heads joined
+    slope: np.ndarray | None  # MLP: phi'(u W_in)
+    attention: Attention | None  # attention: its queries, keys, values and weights
     branch: np.ndarray  # F(u) = hidden @ W_out, before the branch scale
     pre_norm: tuple[np.ndarray, np.ndarray] | None  # pre: N(x_{l-1}) and its scale
     post_norm: tuple[np.ndarray, np.ndarray] | None  # post: x_l = N(sum) and its scale
@@ -325,10 +362,12 @@ def forward_blocks(
     w_out: Sequence[np.ndarray],
     activation: Activation,
     *,
+    branches: Sequence[str],
     placement: str,
     norm: str,
     alpha: float,
     scales: np.ndarray,
+    sequence: tuple[int, int],
 ) -> tuple[list[np.ndarray], list[Block]]:
     """Run the blocks from `x_0 = x`; return every `x_l` and a `Block` per block."""
     stream, blocks = [x], []
@@ -339,16 +378,59 @@ def forward_blocks(
         if placement == "pre":  # the branch sees the normalised stream
             pre_norm = _normalise(norm, x_prev)
             u = pre_norm[0]
-        hidden, slope = values_and_slopes(activation, u @ w1)
+        slope = attention = None
+        if branches[index] == "attention":
+            hidden, attention = self_attention(u @ w1, *sequence)
+        else:
+            hidden, slope = values_and_slopes(activation, u @ w1)
         branch = hidden @ w2  # F(u)
         s = scales[..., index, np.newaxis, np.newaxis]
         x_next = alpha * x_prev + s * branch
         if placement == "post":  # the sum is normalised
             post_norm = _normalise(norm, x_next)
             x_next = post_norm[0]
-        blocks.append(Block(u, hidden, slope, branch, pre_norm, post_norm))
+        blocks.append(Block(u, hidden, slope, attention, branch, pre_norm, post_norm))
         stream.append(x_next)
     return stream, blocks
+
+
+@dataclass
+class Attention:
+    """One attention branch's forward values, per head: shape `(..., sequences, heads, T, d_h)`."""
+
+    queries: np.ndarray
+    keys: np.ndarray
+    values: np.ndarray
+    weights: np.ndarray  # softmax(q k^T / sqrt(d_h)) over the keys: (..., heads, T, T)
+
+
+def self_attention(qkv: np.ndarray, tokens: int, heads: int) -> tuple[np.ndarray, Attention]:
+    """Softmax self-attention within each sequence of `tokens` rows, `heads` heads.
+
+    `qkv = u @ W_in` holds the queries, keys and values side by side, `(..., rows, 3d)`;
+    returns every head's output joined, `(..., rows, d)`, for `W_out` (the output
+    projection) to multiply, and what the backward pass needs.
+    """
+    q, k, v = (_split_heads(part, tokens, heads) for part in np.split(qkv, 3, axis=-1))
+    scores = q @ np.swapaxes(k, -1, -2) / np.sqrt(q.shape[-1])
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    weights /= weights.sum(axis=-1, keepdims=True)
+    return _join_heads(weights @ v), Attention(q, k, v, weights)
+
+
+def _split_heads(a: np.ndarray, tokens: int, heads: int) -> np.ndarray:
+    """`(..., rows, d)` to `(..., sequences, heads, tokens, d / heads)`."""
+    *stack, rows, d = a.shape
+    split = a.reshape(*stack, rows // tokens, tokens, heads, d // heads)
+    # Contiguous, for BLAS: numpy multiplies strided stacks of small matrices in a slow loop.
+    return np.ascontiguousarray(np.swapaxes(split, -2, -3))
+
+
+def _join_heads(a: np.ndarray) -> np.ndarray:
+    """The inverse of `_split_heads`."""
+    *stack, sequences, heads, tokens, width = a.shape
+    joined = np.swapaxes(a, -2, -3)
+    return joined.reshape(*stack, sequences * tokens, heads * width)
 
 
 # --8<-- [end:forward]
@@ -365,11 +447,12 @@ def backward_blocks(
     norm: str,
     alpha: float,
     scales: np.ndarray,
+    tokens: int,
     keep_grads: bool,
 ) -> dict[str, list[np.ndarray]]:
     """Back-propagate `dLoss/dx_L = g * 2**scale`, top block first; measurements bottom first."""
     out: dict[str, list[np.ndarray]] = {name: [] for name in _MEASURED}
-    out["grad"].append(_log10(np.linalg.norm(g, axis=-1), scale))
+    out["grad"].append(_log10(_sample_norms(g, tokens), scale))
     _keep(out, keep_grads, "grads", g, scale)
     for index in reversed(range(len(blocks))):
         block, w1, w2 = blocks[index], w_in[index], w_out[index]
@@ -382,12 +465,16 @@ def backward_blocks(
         # ... and the branch's output gets s * g.
         d_branch = s * g
         # Through the second layer, F = hidden @ W_out.
-        out["w_out"].append(_outer_norms(block.hidden, d_branch, scale))
+        out["w_out"].append(_outer_norms(block.hidden, d_branch, tokens, scale))
         _keep(out, keep_grads, "w_out_grads", np.swapaxes(block.hidden, -1, -2) @ d_branch, scale)
         d_hidden = d_branch @ np.swapaxes(w2, -1, -2)
-        # Through the activation and the first layer, hidden = phi(u @ W_in).
-        dz = d_hidden * block.slope
-        out["w_in"].append(_outer_norms(block.branch_in, dz, scale))
+        # Through the activation, hidden = phi(u @ W_in), or through attention.
+        if block.attention is not None:
+            dz = self_attention_backward(d_hidden, block.attention)
+        else:
+            dz = d_hidden * block.slope
+        # Through the first layer, u @ W_in.
+        out["w_in"].append(_outer_norms(block.branch_in, dz, tokens, scale))
         _keep(out, keep_grads, "w_in_grads", np.swapaxes(block.branch_in, -1, -2) @ dz, scale)
         du = dz @ np.swapaxes(w1, -1, -2)
         # Through the pre-normalisation, u = N(x_{l-1}).
@@ -396,13 +483,32 @@ def backward_blocks(
         # The skip path and the branch both reach x_{l-1}.
         g_in = alpha * g + du
         # Log space: record the norms, then divide by a power of two (exact).
-        out["grad"].append(_log10(np.linalg.norm(g_in, axis=-1), scale))
+        out["grad"].append(_log10(_sample_norms(g_in, tokens), scale))
         g, exponent = rescale(g_in, frobenius_norms(g_in))
         scale = scale + exponent
         _keep(out, keep_grads, "grads", g, scale)
     for values in out.values():
         values.reverse()
     return out
+
+
+def self_attention_backward(d_out: np.ndarray, attention: Attention) -> np.ndarray:
+    """The chain rule through `self_attention`: `dLoss/d(qkv)` from `dLoss/d(output)`.
+
+    With `A = softmax(S)` row by row and `S = q k^T / sqrt(d_h)`: `dLoss/dv = A^T dO`,
+    `dLoss/dA = dO v^T`, the softmax's `dS = A * (dA - sum(dA * A))` over each row's keys, and
+    `dq = dS k / sqrt(d_h)`, `dk = dS^T q / sqrt(d_h)`.
+    """
+    tokens, heads = attention.queries.shape[-2], attention.queries.shape[-3]
+    q, k, v, weights = attention.queries, attention.keys, attention.values, attention.weights
+    d_o = _split_heads(d_out, tokens, heads)
+    d_v = np.swapaxes(weights, -1, -2) @ d_o
+    d_weights = d_o @ np.swapaxes(v, -1, -2)
+    d_scores = weights * (d_weights - np.sum(d_weights * weights, axis=-1, keepdims=True))
+    d_scores /= np.sqrt(q.shape[-1])
+    d_q = d_scores @ k
+    d_k = np.swapaxes(d_scores, -1, -2) @ q
+    return np.concatenate([_join_heads(d) for d in (d_q, d_k, d_v)], axis=-1)
 
 
 # --8<-- [end:backward]
@@ -422,9 +528,25 @@ def _unscale_sum(a: np.ndarray, scale: np.ndarray | int) -> np.ndarray:
         return np.ldexp(np.sum(a, axis=(-2, -1)), scale)
 
 
-def _outer_norms(a: np.ndarray, b: np.ndarray, scale: np.ndarray | int) -> np.ndarray:
-    """Per sample, `log10` of the norm of `a_b^T b_b` (times `2**scale`): `|a_b| |b_b|`."""
-    return _log10(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), scale)
+def _sample_norms(g: np.ndarray, tokens: int) -> np.ndarray:
+    """The norm of each sample's gradient, over its `tokens` rows and its units."""
+    *stack, rows, d = g.shape
+    return np.linalg.norm(g.reshape(*stack, rows // tokens, tokens * d), axis=-1)
+
+
+def _outer_norms(a: np.ndarray, b: np.ndarray, tokens: int, scale: np.ndarray | int) -> np.ndarray:
+    """Per sample, `log10` of the norm of `a_s^T b_s` (times `2**scale`), `a_s` its rows.
+
+    By the Gram matrices, `|a_s^T b_s|^2 = sum((a_s a_s^T) * (b_s b_s^T))`, without forming
+    one weight-sized matrix per sample; for one row per sample it is `|a_s|^2 |b_s|^2`.
+    """
+    if tokens == 1:
+        return _log10(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), scale)
+    *stack, rows, _ = a.shape
+    a_s = a.reshape(*stack, rows // tokens, tokens, a.shape[-1])
+    b_s = b.reshape(*stack, rows // tokens, tokens, b.shape[-1])
+    grams = (a_s @ np.swapaxes(a_s, -1, -2)) * (b_s @ np.swapaxes(b_s, -1, -2))
+    return _log10(np.sqrt(np.maximum(grams.sum(axis=(-2, -1)), 0.0)), scale)
 
 
 def _keep(
@@ -444,12 +566,23 @@ def _run_blocks(
     norm: str,
     alpha: float,
     scales: np.ndarray,
+    branches: tuple[str, ...],
+    sequence: tuple[int, int],
     final_norm: bool,
     gradient_of: Callable[[np.ndarray], np.ndarray],
     keep_grads: bool,
 ) -> BlockFlow:
     stream, blocks = forward_blocks(
-        x, w_in, w_out, activation, placement=placement, norm=norm, alpha=alpha, scales=scales
+        x,
+        w_in,
+        w_out,
+        activation,
+        branches=branches,
+        placement=placement,
+        norm=norm,
+        alpha=alpha,
+        scales=scales,
+        sequence=sequence,
     )
     output, final = stream[-1], None
     if final_norm:
@@ -470,6 +603,7 @@ def _run_blocks(
         norm=norm,
         alpha=alpha,
         scales=scales,
+        tokens=sequence[0],
         keep_grads=keep_grads,
     )
 
@@ -485,6 +619,8 @@ def _run_blocks(
     return BlockFlow(
         placement=placement,
         norm=norm,
+        branches=branches,
+        tokens=sequence[0],
         log10_grad_norms=per_block(measured["grad"]),
         log10_w_in_grad_norms=per_block(measured["w_in"]),
         log10_w_out_grad_norms=per_block(measured["w_out"]),
@@ -498,8 +634,27 @@ def _run_blocks(
     )
 
 
-def _check_block_weights(w_in: object, w_out: object) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Both lists, one matrix per block, shaped `(d, m)` and `(m, d)` (stacked alike)."""
+def _check_branches(branches: object, w_in: object) -> tuple[str, ...]:
+    """One branch kind per block, from one name or a sequence of them."""
+    depth = len(w_in) if isinstance(w_in, list | tuple) else 0
+    if isinstance(branches, str):
+        return (check_choice("branches", branches, BRANCHES),) * depth
+    if not isinstance(branches, list | tuple):
+        raise TypeError(
+            f"branches must be one of {sorted(BRANCHES)} or a list of them, one per block, "
+            f"got {type(branches).__name__}"
+        )
+    if len(branches) != depth:
+        raise ValueError(
+            f"branches must name one branch per block: got {len(branches)} for {depth} blocks"
+        )
+    return tuple(check_choice(f"branches[{i}]", b, BRANCHES) for i, b in enumerate(branches))
+
+
+def _check_block_weights(
+    w_in: object, w_out: object, kinds: tuple[str, ...]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Both lists, one matrix per block, shaped for its branch (stacked alike)."""
     for name, value in (("w_in", w_in), ("w_out", w_out)):
         if not isinstance(value, list | tuple):
             raise TypeError(
@@ -515,17 +670,22 @@ def _check_block_weights(w_in: object, w_out: object) -> tuple[list[np.ndarray],
         raise ValueError("w_in and w_out must hold at least one block, got empty lists")
     d = ins[0].shape[-2]
     first = ins[0].shape
-    for i, (w1, w2) in enumerate(zip(ins, outs, strict=True)):
-        for name, w, want in (
-            (f"w_in[{i}]", w1, (d, w1.shape[-1])),
-            (f"w_out[{i}]", w2, (w1.shape[-1], d)),
-        ):
+    for i, (w1, w2, kind) in enumerate(zip(ins, outs, kinds, strict=True)):
+        hidden = 3 * d if kind == "attention" else w1.shape[-1]
+        joined = d if kind == "attention" else hidden
+        for name, w, want in ((f"w_in[{i}]", w1, (d, hidden)), (f"w_out[{i}]", w2, (joined, d))):
             if w.shape[:-2] != first[:-2] or w.shape[-2:] != want or 0 in w.shape:
                 stack = f"{first[0]}, " if len(first) == 3 else ""
+                what = (
+                    "an attention block projects the stream's width d = {d} to queries, keys "
+                    "and values (3d) and its heads back to d"
+                    if kind == "attention"
+                    else "every MLP block takes the stream's width d = {d} to a hidden width "
+                    "and back"
+                ).format(d=d)
                 raise ValueError(
-                    f"{name} has shape {w.shape}, expected ({stack}{want[0]}, {want[1]}): every "
-                    f"block takes the stream's width d = {d} (from w_in[0] of shape {first}) "
-                    "to a hidden width and back, and all are stacked alike"
+                    f"{name} has shape {w.shape}, expected ({stack}{want[0]}, {want[1]}): "
+                    f"{what} (d from w_in[0] of shape {first}), and all are stacked alike"
                 )
     return ins, outs
 
@@ -543,24 +703,27 @@ def _check_branch_scale(value: ArrayLike, depth: int, stack: tuple[int, ...]) ->
     return np.broadcast_to(array, (*stack, depth)) if array.ndim < 2 else array
 
 
-def deepnorm_constants(depth: int) -> tuple[float, float]:
-    r"""DeepNorm's $\alpha = (2N)^{1/4}$ and $\beta = (8N)^{-1/4}$ for $N$ = `depth` blocks.
+def deepnorm_constants(blocks: int) -> tuple[float, float]:
+    r"""DeepNorm's skip scale $\alpha$ and branch-weight gain $\beta$ for a stack of `blocks`.
 
-    The values Wang et al. (2022) give for an encoder-only (or decoder-only) stack of $N$
-    blocks: $\alpha$ multiplies the skip path of each post-LN block, $\beta$ is the gain of
-    the branch weights' Xavier initialisation.
+    Wang et al. (2022) give $\alpha = (2N)^{1/4}$ and $\beta = (8N)^{-1/4}$ for an encoder
+    of $N$ layers, each of two residual blocks (attention, then the MLP): $2N$ blocks in all.
+    In the blocks of this module that is $\alpha = B^{1/4}$ and $\beta = (4B)^{-1/4}$ for
+    $B$ = `blocks`, whatever each branch is. $\alpha$ multiplies the skip path of every
+    post-LN block, $\beta$ is the gain of the Xavier initialisation of the branch weights
+    (the MLP's, and attention's value and output projections; not its queries and keys).
 
     Example:
         ```py
         from vangrad.blocks import deepnorm_constants
 
-        alpha, beta = deepnorm_constants(8)
+        alpha, beta = deepnorm_constants(16)  # an encoder of 8 layers
         print(round(alpha, 4), round(beta, 4))
         #> 2.0 0.3536
         ```
     """
-    n = check_positive_int("depth", depth)
-    return (2.0 * n) ** 0.25, (8.0 * n) ** -0.25
+    n = check_positive_int("blocks", blocks)
+    return n**0.25, (4.0 * n) ** -0.25
 
 
 def block_settings(block: str, depth: int, *, branch_scale: float | None = None) -> dict:
@@ -609,15 +772,20 @@ def block_weights(
     width: int,
     *,
     hidden: int | None = None,
+    branches: str | Sequence[str] = "mlp",
     init: str | Initializer = "xavier_normal",
     weight_scale: float | None = None,
     trials: int | None = None,
     dtype: type[np.floating] | str = np.float64,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Draw `w_in` (`(width, hidden)`) and `w_out` (`(hidden, width)`) for `depth` blocks.
+    """Draw `w_in` and `w_out` for `depth` blocks of `width` units.
 
-    `hidden` defaults to `4 * width`; each block's two matrices are drawn in turn, from the
-    initialiser (`weight_scale` is its gain, or the standard deviation for `"normal"`).
+    An MLP block gets `(width, hidden)` and `(hidden, width)`, `hidden` defaulting to
+    `4 * width`; an attention block its queries', keys' and values' projections, each
+    `(width, width)`, side by side, and its output projection. Each matrix is drawn in turn
+    from the initialiser; `weight_scale` is its gain (or the standard deviation, for
+    `"normal"`) for every matrix but attention's queries and keys, which keep the
+    initialiser's own scale, as DeepNorm's beta leaves them (Wang et al. 2022).
 
     Example:
         ```py
@@ -628,20 +796,33 @@ def block_weights(
         w_in, w_out = block_weights(np.random.default_rng(0), 2, 8, trials=3)
         print(len(w_in), w_in[0].shape, w_out[0].shape)
         #> 2 (3, 8, 32) (3, 32, 8)
+        w_in, w_out = block_weights(np.random.default_rng(0), 2, 8, branches="attention")
+        print(w_in[0].shape, w_out[0].shape)
+        #> (8, 24) (8, 8)
         ```
     """
     depth = check_positive_int("depth", depth)
     width = check_positive_int("width", width)
     hidden = 4 * width if hidden is None else check_positive_int("hidden", hidden)
+    kinds = _check_branches(branches, [None] * depth)
     initializer = get_initializer(init)
+    key_scale = weight_scale if initializer.scale_is_std else None
+
+    def draw(fan_in: int, fan_out: int, scale: float | None) -> np.ndarray:
+        return initializer.sample(
+            rng, fan_in, fan_out, weight_scale=scale, trials=trials, dtype=dtype
+        )
+
     w_in, w_out = [], []
-    for _ in range(depth):
-        for fans, weights in (((width, hidden), w_in), ((hidden, width), w_out)):
-            weights.append(
-                initializer.sample(
-                    rng, *fans, weight_scale=weight_scale, trials=trials, dtype=dtype
-                )
-            )
+    for kind in kinds:
+        if kind == "attention":
+            projections = [draw(width, width, key_scale) for _ in range(2)]
+            projections.append(draw(width, width, weight_scale))  # the values
+            w_in.append(np.concatenate(projections, axis=-1))
+            w_out.append(draw(width, width, weight_scale))
+        else:
+            w_in.append(draw(width, hidden, weight_scale))
+            w_out.append(draw(hidden, width, weight_scale))
     return w_in, w_out
 
 
@@ -654,6 +835,9 @@ def simulate_blocks(
     norm: str = "layer",
     activation: str | Activation = "relu",
     hidden: int | None = None,
+    attention: bool = False,
+    tokens: int = 1,
+    heads: int = 1,
     init: str | Initializer = "xavier_normal",
     branch_scale: float | None = None,
     trials: int = 1,
@@ -664,9 +848,11 @@ def simulate_blocks(
     """Measure a random stack of `depth` named blocks (one of `BLOCKS`) of `width` units.
 
     Draws from `np.random.default_rng(seed)` the input `x_0` (standard normal, shape
-    `(batch_size, width)`, shared by every trial), then the weights (`block_weights`, with the
-    named block's gain: DeepNorm's beta), then the random loss's upstream gradient, and runs
-    `backprop_blocks` with the named block's settings (`block_settings`).
+    `(batch_size * tokens, width)`: `batch_size` samples of `tokens` rows, shared by every
+    trial), then the weights (`block_weights`, with the named block's gain: DeepNorm's beta),
+    then the random loss's upstream gradient, and runs `backprop_blocks` with the named
+    block's settings (`block_settings`). With `attention=True` the blocks alternate, attention
+    first, as in a transformer's layers (`depth` counts blocks, two per layer).
 
     Example:
         ```py
@@ -678,12 +864,17 @@ def simulate_blocks(
         # The pre-LN stream grows: its RMS at the top is above the input's 1.
         print(flow.stream_rms.shape, bool(np.all(flow.stream_rms[:, -1] > 1.5)))
         #> (2, 13) True
+        flow = simulate_blocks("post", 4, 16, batch_size=2, attention=True, tokens=5, heads=2)
+        print(flow.branches, flow.log10_grad_norms.shape)  # per sample: per sequence
+        #> ('attention', 'mlp', 'attention', 'mlp') (2, 5)
         ```
     """
     depth = check_positive_int("depth", depth)
     width = check_positive_int("width", width)
     batch_size = check_positive_int("batch_size", batch_size)
+    tokens = check_positive_int("tokens", tokens)
     trials = check_positive_int("trials", trials)
+    attention = check_bool("attention", attention)
     settings = block_settings(block, depth, branch_scale=branch_scale)
     initializer = get_initializer(init)
     if initializer.scale_is_std:
@@ -692,11 +883,19 @@ def simulate_blocks(
             "needs a standard deviation: draw the weights with block_weights instead"
         )
     gain = settings.pop("weight_gain")
+    branches = [("attention", "mlp")[i % 2] if attention else "mlp" for i in range(depth)]
     rng = check_seed(seed)
-    x = rng.standard_normal((batch_size, width))
+    x = rng.standard_normal((batch_size * tokens, width))
     stack = None if trials == 1 else trials
     w_in, w_out = block_weights(
-        rng, depth, width, hidden=hidden, init=initializer, weight_scale=gain, trials=stack
+        rng,
+        depth,
+        width,
+        hidden=hidden,
+        branches=branches,
+        init=initializer,
+        weight_scale=gain,
+        trials=stack,
     )
     return backprop_blocks(
         x,
@@ -704,6 +903,9 @@ def simulate_blocks(
         w_out,
         norm=norm,
         activation=activation,
+        branches=branches,
+        tokens=tokens,
+        heads=heads,
         loss=loss,
         seed=rng,
         keep_grads=keep_grads,
