@@ -660,7 +660,7 @@ def _tables() -> dict[str, Callable[[], str]]:
 
 # Two processes share the list of figures, so a long figure taken last would leave one of them
 # drawing alone: these, the costliest, go first.
-_COSTLY_FIRST = ("edge-of-chaos", "comparison", "jacobian-spectra", "relu-inits")
+_COSTLY_FIRST = ("edge-of-chaos", "comparison", "jacobian-spectra", "relu-inits", "block-gradients")
 # Outputs that share one cached computation (`_jacobian_runs`): the process that takes one of
 # them takes both, instead of each process computing it.
 _SHARED = {"jacobian-spectra": "jacobian", "jacobian-variance": "jacobian"}
