@@ -307,8 +307,7 @@ def assert_within_spread(measured: np.ndarray, predicted: np.ndarray, slack: flo
 @pytest.mark.parametrize(("block", "activation"), list(itertools.product(BLOCKS, ["relu", "gelu"])))
 def test_mean_field_predicts_the_measurements(block: str, activation: str) -> None:
     # 8 networks of width 128, 12 blocks. The slack (0.01 in log10, 2.3 %) covers the
-    # finite-width effects block_theory's docstring names: 2 of 128 directions removed per
-    # normalisation.
+    # finite-width corrections block_theory's docstring names, which partly cancel.
     flow = simulate_blocks(block, 12, 128, batch_size=8, trials=8, activation=activation)
     x = np.random.default_rng(0).standard_normal((8, 128))  # simulate_blocks' first draw
     q0 = float(np.mean(x**2))

@@ -35,9 +35,11 @@ For ReLU, pre-LN's $G$ therefore grows from the top down as $G_l = G_{up} / q_l$
 the last block's weight gradient falls with depth as $1 / \sqrt{1 + L \sigma_F^2}$, the depth
 dependence of Xiong et al. (2020, Theorem 1). Post-LN's factor is exactly 1 per block.
 
-Left out, and visible in the measurements: a normalisation over $d$ units removes the gradient's
-components along the ones and along its output (two directions of $d$; RMSNorm one), which
-mean field, at infinite width, does not see.
+Left out: finite width. At width $d$ each block adds corrections of order $1/d$ (a LayerNorm's
+backward pass removes the gradient's components along the ones and along its output, two
+directions of $d$; centring lowers a sample's measured variance by $1 - 1/d$; and
+$\mathbb{E}[1/v] > 1/\mathbb{E}[v]$ for the variance $v$ a normalisation divides by). In
+post-LN stacks of ReLU blocks they cancel to well below the spread between networks.
 """
 
 from __future__ import annotations
@@ -116,7 +118,8 @@ def predict_blocks(
 
     The upstream gradient's per-sample norm is taken as $\sqrt{d}$, the random loss's;
     `input_variance` is the per-unit variance of $x_0$ (1 for `simulate_blocks`' standard
-    normal input; a finite batch's own mean square, to compare with one network exactly).
+    normal input; a finite batch's own mean square, to compare with networks run on that
+    batch).
 
     Example:
         ```py
