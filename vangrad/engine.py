@@ -99,7 +99,8 @@ def loss_upstream(
 
     - `"sum"`: `G` is all ones (returned as `None`, the engines' default). The same for every
       sample and unit, so it correlates with anything that is not zero-mean (ReLU's on/off
-      masks), and batch normalisation's backward pass, which removes the batch mean, removes it.
+      masks), and batch normalisation's backward pass, which removes the batch mean, removes it;
+      so does layer normalisation's, which removes each sample's mean over the units.
     - `"random"`: `G` is drawn from the standard normal, independent of the network, and then
       scaled, per network, to the norm of the ones, `sqrt(batch * n_L)`. Independence is what
       mean-field theory assumes of the back-propagated signal; the common norm makes the two
