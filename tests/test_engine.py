@@ -4,15 +4,27 @@ stacks, statistics, seed 004. `test_fast_engine.py` holds the fast engine to the
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from itertools import pairwise
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vangrad import ACTIVATIONS, Activation, backprop, get_activation, simulate
+from vangrad import (
+    ACTIVATIONS,
+    Activation,
+    backprop,
+    get_activation,
+    get_initializer,
+    simulate,
+    sweep,
+)
 from vangrad.engine import run_network
+from vangrad.plotting import plot_comparison, plot_sweep
+from vangrad.training import loss_and_gradients, make_network, predict_proba, train
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -28,9 +40,10 @@ def forward(
     weights: list[np.ndarray],
     phi: Callable[[np.ndarray], np.ndarray],
     *,
-    batchnorm: bool,
+    batchnorm: bool = False,
     residual: bool | str,
     biases: list[np.ndarray] | None = None,
+    layernorm: bool = False,
 ) -> np.ndarray:
     h = x
     for layer, w in enumerate(weights):
@@ -39,6 +52,9 @@ def forward(
             z = z + biases[layer]
         if batchnorm:
             z = (z - z.mean(axis=0)) / np.sqrt(z.var(axis=0) + EPS)
+        if layernorm:  # each sample (row) over its units
+            mean, var = z.mean(axis=-1, keepdims=True), z.var(axis=-1, keepdims=True)
+            z = (z - mean) / np.sqrt(var + EPS)
         if residual == "post":
             h = phi(h + z)
             continue
@@ -62,10 +78,12 @@ def central_differences(loss: Callable[[], float], array: np.ndarray, step: floa
 
 
 def small_network(
-    residual: bool | str, seed: int = 0
+    residual: bool | str, seed: int = 0, *, layernorm: bool = False
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     rng = np.random.default_rng(seed)
-    widths = [4, 4, 4, 4] if residual else [3, 5, 4, 2]
+    # Layer normalisation maps a layer of 2 units to about (+1, -1) or (-1, +1) whatever z
+    # is, so its output barely depends on anything: a top layer of 3 units for it instead.
+    widths = [4, 4, 4, 4] if residual else [3, 5, 4, 3] if layernorm else [3, 5, 4, 2]
     x = rng.normal(size=(6, widths[0]))
     weights = [
         rng.normal(0, 1 / np.sqrt(n_in), size=(n_in, n_out)) for n_in, n_out in pairwise(widths)
@@ -86,35 +104,41 @@ ENGINE_ACTIVATIONS = [*NAMES, SOFTSIGN]
 ACTIVATION_IDS = [*NAMES, "custom-softsign"]
 
 
+NORMS = {"": {}, "batchnorm": {"batchnorm": True}, "layernorm": {"layernorm": True}}
+
+
 @pytest.mark.parametrize("residual", [False, True, "post"], ids=["plain", "residual", "post"])
-@pytest.mark.parametrize("batchnorm", [False, True], ids=["", "batchnorm"])
+@pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("activation", ENGINE_ACTIVATIONS, ids=ACTIVATION_IDS)
 def test_gradients_match_finite_differences(
-    activation: str | Activation, batchnorm: bool, residual: bool | str
+    activation: str | Activation, norm: str, residual: bool | str
 ) -> None:
-    x, weights, upstream = small_network(residual)
+    x, weights, upstream = small_network(residual, layernorm=norm == "layernorm")
     act = get_activation(activation)
     flow = backprop(
         x,
         weights,
         activation,
-        batchnorm=batchnorm,
+        **NORMS[norm],
         residual=residual,
         upstream=upstream,
         keep_grads=True,
     )
 
     def loss() -> float:
-        h = forward(x, weights, act.function, batchnorm=batchnorm, residual=residual)
+        h = forward(x, weights, act.function, residual=residual, **NORMS[norm])
         return float(np.sum(h * upstream))
 
     assert flow.grads is not None
     assert flow.weight_grads is not None
+    # Layer normalisation over 4 units curves the loss more: the central difference's O(step^2)
+    # error reached 2e-4 of the gradient at step 1e-4 (ELU, residual), 2e-6 at 1e-5, 5e-8 at 1e-6.
+    step = 1e-6 if norm == "layernorm" else 1e-5
     np.testing.assert_allclose(
-        flow.grads[0], central_differences(loss, x, 1e-5), rtol=1e-6, atol=1e-8
+        flow.grads[0], central_differences(loss, x, step), rtol=1e-6, atol=1e-8
     )
     for layer, w in enumerate(weights):
-        numerical = central_differences(loss, w, 1e-5)
+        numerical = central_differences(loss, w, step)
         np.testing.assert_allclose(flow.weight_grads[layer], numerical, rtol=1e-6, atol=1e-8)
     # The norms are the norms of the returned gradients.
     np.testing.assert_allclose(
@@ -129,30 +153,35 @@ def test_gradients_match_finite_differences(
 
 
 @pytest.mark.parametrize("residual", [False, True, "post"], ids=["plain", "residual", "post"])
+@pytest.mark.parametrize("layernorm", [False, True], ids=["", "layernorm"])
 @pytest.mark.parametrize("activation", NAMES)
-def test_bias_gradients_match_finite_differences(activation: str, residual: bool | str) -> None:
-    x, weights, upstream = small_network(residual)
+def test_bias_gradients_match_finite_differences(
+    activation: str, layernorm: bool, residual: bool | str
+) -> None:
+    x, weights, upstream = small_network(residual, layernorm=layernorm)
     rng = np.random.default_rng(1)
     biases = [rng.normal(0, 0.5, size=w.shape[1]) for w in weights]
     act = get_activation(activation)
+    setup = {"residual": residual, "layernorm": layernorm}
     flow = backprop(
-        x, weights, activation, biases=biases, residual=residual, upstream=upstream, keep_grads=True
+        x, weights, activation, biases=biases, **setup, upstream=upstream, keep_grads=True
     )
 
     def loss() -> float:
-        h = forward(x, weights, act.function, batchnorm=False, residual=residual, biases=biases)
+        h = forward(x, weights, act.function, batchnorm=False, biases=biases, **setup)
         return float(np.sum(h * upstream))
 
     assert flow.bias_grads is not None
     assert flow.weight_grads is not None
     assert flow.log10_bias_grad_norms is not None
+    step = 1e-6 if layernorm else 1e-5  # as in test_gradients_match_finite_differences
     np.testing.assert_allclose(
-        flow.grads[0], central_differences(loss, x, 1e-5), rtol=1e-6, atol=1e-8
+        flow.grads[0], central_differences(loss, x, step), rtol=1e-6, atol=1e-8
     )
     for layer, (w, b) in enumerate(zip(weights, biases, strict=True)):
-        numerical_w = central_differences(loss, w, 1e-5)
+        numerical_w = central_differences(loss, w, step)
         np.testing.assert_allclose(flow.weight_grads[layer], numerical_w, rtol=1e-6, atol=1e-8)
-        numerical_b = central_differences(loss, b, 1e-5)
+        numerical_b = central_differences(loss, b, step)
         np.testing.assert_allclose(flow.bias_grads[layer], numerical_b, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(
         flow.log10_bias_grad_norms,
@@ -182,6 +211,103 @@ def test_a_gradient_equal_for_every_sample_does_not_pass_batchnorm() -> None:
     flow = backprop(x, weights, "linear", batchnorm=True)
     assert np.isneginf(flow.log10_grad_norms[:-1]).all()
     assert np.isfinite(flow.log10_grad_norms[-1])
+
+
+# --- layer normalisation: per sample, over the units ---------------------------------------------
+
+
+def test_a_bias_before_layernorm_does_not_cancel() -> None:
+    # Layer normalisation removes each sample's mean over the units: a bias is not a constant
+    # of the normalised axis, so its gradient is not zero; only its own mean over the units
+    # cancels, so the bias gradient of every layer sums to zero over the units.
+    x, weights, upstream = small_network(residual=False, layernorm=True)
+    rng = np.random.default_rng(2)
+    biases = [rng.normal(0, 0.5, size=w.shape[1]) for w in weights]
+    flow = backprop(
+        x, weights, "tanh", biases=biases, layernorm=True, upstream=upstream, keep_grads=True
+    )
+    assert flow.bias_grads is not None
+    assert flow.log10_bias_grad_norms is not None
+    assert np.all(flow.log10_bias_grad_norms > -3)  # far from zero (the norms are near 1)
+    for db in flow.bias_grads:
+        assert abs(db.sum()) < 1e-12 * np.abs(db).max()
+    # A bias that is the same for every unit is exactly such a mean: it changes nothing.
+    constant = [np.full(w.shape[1], 3.0) for w in weights]
+    shifted = backprop(x, weights, "tanh", biases=constant, layernorm=True, upstream=upstream)
+    without = backprop(x, weights, "tanh", layernorm=True, upstream=upstream)
+    np.testing.assert_allclose(shifted.log10_grad_norms, without.log10_grad_norms, rtol=1e-9)
+
+
+def test_a_gradient_equal_for_every_unit_does_not_pass_layernorm() -> None:
+    # The sum loss's ones through linear layers: dLoss/dz_hat is the same for every unit of a
+    # sample, and layer normalisation's backward pass removes each sample's mean over the
+    # units, leaving exactly zero below the top layer, as batch normalisation does.
+    x, weights, _ = small_network(residual=False, layernorm=True)
+    flow = backprop(x, weights, "linear", layernorm=True)
+    assert np.isneginf(flow.log10_grad_norms[:-1]).all()
+    assert np.isfinite(flow.log10_grad_norms[-1])
+    # With a nonlinear activation only the slopes' spread over the units passes: through the
+    # top layer the sum loss's gradient lost 10^-0.30, the random loss's grew by 10^0.05.
+    setup = {"depth": 20, "width": 64, "init": "he_normal", "batch_size": 16, "trials": 8}
+    relative = {}
+    for loss in ("sum", "random"):
+        flow = simulate(**setup, activation="tanh", layernorm=True, loss=loss)
+        relative[loss] = np.median(flow.log10_grad_norms[:, -2] - flow.log10_grad_norms[:, -1])
+    assert relative["sum"] < relative["random"] - 0.2
+
+
+@pytest.mark.parametrize("residual", [False, True, "post"], ids=["plain", "residual", "post"])
+def test_layernorm_is_per_sample_and_runs_at_batch_size_1(residual: bool | str) -> None:
+    # Each sample is normalised with its own statistics: its gradients are the same whether it
+    # runs in a batch or alone, at batch size 1, which batch normalisation refuses.
+    x, weights, upstream = small_network(residual, layernorm=True)
+    setup = {"layernorm": True, "residual": residual, "keep_grads": True}
+    batch = backprop(x, weights, "gelu", upstream=upstream, **setup)
+    assert batch.grads is not None
+    for b in range(x.shape[0]):
+        alone = backprop(x[b : b + 1], weights, "gelu", upstream=upstream[b : b + 1], **setup)
+        assert alone.grads is not None
+        assert alone.weight_grads is not None
+        assert np.isfinite(alone.log10_grad_norms).all()
+        np.testing.assert_allclose(alone.grads[0][0], batch.grads[0][b], rtol=1e-10)
+        np.testing.assert_allclose(alone.output[0], batch.output[b], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"batchnorm=True needs a batch of at least 2"):
+        backprop(x[:1], weights, "gelu", batchnorm=True, residual=residual)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layernorm_leaves_a_constant_row_at_zero(dtype: type) -> None:
+    # A sample whose units all have the same z: normalised exactly to 0, not to a rounding
+    # error divided by sqrt(1e-5).
+    x = np.array([[1e13, 1e13, 1e13], [1.0, -2.0, 0.5]], dtype=dtype)
+    flow = backprop(x[:1], [np.eye(3, dtype=dtype)], "tanh", layernorm=True)
+    assert flow.activation_std.tolist() == [0.0]
+    assert flow.output.tolist() == [[0.0, 0.0, 0.0]]
+
+
+def test_layernorm_in_float32_stays_close_to_float64() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(8, 6))
+    weights = [rng.normal(0, 0.5, size=(6, 6)) for _ in range(30)]
+    biases = [rng.normal(0, 0.1, size=6) for _ in range(30)]
+    setup = {"layernorm": True, "residual": True, "keep_grads": True}
+    single = backprop(
+        x.astype(np.float32),
+        [w.astype(np.float32) for w in weights],
+        "tanh",
+        biases=[b.astype(np.float32) for b in biases],
+        **setup,
+    )
+    double = backprop(x, weights, "tanh", biases=biases, **setup)
+    assert single.grads is not None
+    assert {g.dtype for g in single.grads} == {np.dtype(np.float32)}
+    assert single.layernorm
+    assert double.layernorm
+    assert not double.batchnorm
+    np.testing.assert_allclose(single.log10_grad_norms, double.log10_grad_norms, atol=1e-4)
+    np.testing.assert_allclose(
+        single.log10_bias_grad_norms, double.log10_bias_grad_norms, atol=1e-4
+    )
 
 
 def test_the_output_is_the_forward_pass() -> None:
@@ -247,10 +373,12 @@ def test_zero_upstream_gives_minus_infinity_not_nan() -> None:
 # --- stacks ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("batchnorm", "residual"), [(False, False), (True, True)])
+@pytest.mark.parametrize(
+    ("norm", "residual"), [("", False), ("batchnorm", True), ("layernorm", True)]
+)
 @pytest.mark.parametrize("shared_input", [False, True], ids=["own-x", "shared-x"])
 def test_each_trial_of_a_stack_equals_running_it_alone(
-    batchnorm: bool, residual: bool, shared_input: bool
+    norm: str, residual: bool, shared_input: bool
 ) -> None:
     rng = np.random.default_rng(7)
     trials, batch, width, depth = 5, 4, 3, 6
@@ -258,13 +386,7 @@ def test_each_trial_of_a_stack_equals_running_it_alone(
     weights = [rng.normal(size=(trials, width, width)) for _ in range(depth)]
     upstream = rng.normal(size=(trials, batch, width))
     stacked = backprop(
-        x,
-        weights,
-        "gelu",
-        batchnorm=batchnorm,
-        residual=residual,
-        upstream=upstream,
-        keep_grads=True,
+        x, weights, "gelu", **NORMS[norm], residual=residual, upstream=upstream, keep_grads=True
     )
     assert stacked.log10_grad_norms.shape == (trials, depth + 1)
     assert stacked.log10_weight_grad_norms.shape == (trials, depth)
@@ -275,7 +397,7 @@ def test_each_trial_of_a_stack_equals_running_it_alone(
             x if shared_input else x[t],
             [w[t] for w in weights],
             "gelu",
-            batchnorm=batchnorm,
+            **NORMS[norm],
             residual=residual,
             upstream=upstream[t],
             keep_grads=True,
@@ -595,6 +717,70 @@ def test_custom_activation_with_a_constant_derivative() -> None:
     flow = backprop(np.ones((2, 3)), [np.eye(3)] * 3, identity)
     reference = backprop(np.ones((2, 3)), [np.eye(3)] * 3, "linear")
     np.testing.assert_allclose(flow.log10_grad_norms, reference.log10_grad_norms)
+
+
+# --- layer normalisation through the callers: simulate, sweep, training --------------------------
+
+
+def test_simulate_sweep_and_training_pass_layernorm_on() -> None:
+    setup = {"width": 6, "activation": "tanh", "init": "xavier_normal", "trials": 3, "seed": 4}
+    flow = simulate(depth=5, **setup, batch_size=1, layernorm=True)  # one sample is enough
+    assert flow.layernorm
+    assert not flow.batchnorm
+    rng = np.random.default_rng(4)  # simulate's draws, in its order
+    x = rng.standard_normal((1, 6))
+    weights = get_initializer("xavier_normal").sample(rng, 6, 6, trials=15).reshape(5, 3, 6, 6)
+    expected = backprop(x, list(weights), "tanh", layernorm=True)
+    np.testing.assert_allclose(flow.log10_grad_norms, expected.log10_grad_norms, rtol=1e-12)
+
+    # A sweep with layer normalisation measures the networks of the same sweep without it.
+    options = {"width": 6, "batch_size": 3, "trials": 2, "residual": [False, True], "seed": 1}
+    grid = sweep([4], **options, layernorm=True)
+    assert grid.layernorm
+    assert grid.batchnorm == (False,)
+    assert grid.median.shape == sweep([4], **options).median.shape
+    rng = np.random.default_rng(1)  # sweep's draws, in its order
+    x = rng.standard_normal((2, 3, 6))
+    base = get_initializer("xavier_normal").sample(rng, 6, 6, trials=8).reshape(4, 2, 6, 6)
+    for r, residual in enumerate((False, True)):
+        for t in range(2):
+            alone = backprop(x[t], [w[t] for w in base], "tanh", layernorm=True, residual=residual)
+            assert grid.log10_input_grad[0, 0, 0, r, 0, 0, t] == pytest.approx(
+                alone.log10_grad_norms[0], abs=1e-12
+            )
+    ax = plot_comparison(grid)
+    assert [label.get_text() for label in ax.get_xticklabels()] == [
+        "layer norm",
+        "layer norm\n+ residual",
+    ]
+    scales = {"width": 4, "batch_size": 2, "trials": 1, "weight_scales": [0.5, 1.0]}
+    assert "layer norm" in plot_sweep(sweep([3, 5], **scales, layernorm=True)).get_title()
+    plt.close("all")
+
+    # Training: layer normalisation works with one sample per step, and the gradients the
+    # classifier follows are those of its loss (finite differences of the first weight).
+    net = make_network(2, 2, depth=3, width=5, activation="tanh", init="he_normal", layernorm=True)
+    assert net.layernorm
+    data = np.random.default_rng(5).normal(size=(4, 2))
+    labels = np.array([0, 1, 1, 0])
+    grads = loss_and_gradients(net, data[:1], labels[:1])
+    assert all(np.all(np.isfinite(g)) for g in grads.weights)
+    first = net.weights[0].copy()
+
+    def loss() -> float:
+        weights = (first, *net.weights[1:])
+        return loss_and_gradients(replace(net, weights=weights), data, labels).loss
+
+    full = loss_and_gradients(net, data, labels)
+    np.testing.assert_allclose(
+        full.weights[0], central_differences(loss, first, 1e-6), rtol=1e-6, atol=1e-9
+    )
+    # Per sample: each sample's probabilities do not depend on the rest of the batch.
+    np.testing.assert_allclose(
+        predict_proba(net, data)[2], predict_proba(net, data[2:3])[0], rtol=1e-12
+    )
+    result = train(net, data, labels, steps=3, batch_size=1, learning_rate=0.1)
+    assert result.network.layernorm
 
 
 def test_simulate_draws_biases_after_the_weights() -> None:

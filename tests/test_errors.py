@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vangrad import backprop, simulate, sweep
+from vangrad.training import Network, make_network
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(5, 4))
@@ -80,6 +81,85 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         lambda: backprop(X[:1], CHAIN, batchnorm=True),
         ValueError,
         r"batchnorm=True needs a batch of at least 2 samples.*shape \(1, 4\)",
+    ),
+    # layer normalisation: not with batch normalisation, not over a single unit
+    ("bad-layernorm-flag", sim(layernorm=1), TypeError, r"layernorm must be True or False, got 1"),
+    (
+        "batchnorm-and-layernorm-simulate",
+        sim(batchnorm=True, layernorm=True),
+        ValueError,
+        r"batchnorm=True and layernorm=True cannot be combined",
+    ),
+    (
+        "batchnorm-and-layernorm-backprop",
+        lambda: backprop(X, CHAIN, batchnorm=True, layernorm=True),
+        ValueError,
+        r"batchnorm=True and layernorm=True cannot be combined",
+    ),
+    (
+        "layernorm-width-1-simulate",
+        sim(width=1, layernorm=True),
+        ValueError,
+        r"layernorm=True needs layers of at least 2 units .*got width=1",
+    ),
+    (
+        "layernorm-width-1-backprop",
+        lambda: backprop(X, [CHAIN[0], RNG.normal(size=(8, 1))], layernorm=True),
+        ValueError,
+        r"layernorm=True needs layers of at least 2 units .*got weights\[1\] of shape \(8, 1\)",
+    ),
+    (
+        "layernorm-width-1-stacked",
+        lambda: backprop(X, [RNG.normal(size=(3, 4, 1))], layernorm=True),
+        ValueError,
+        r"got weights\[0\] of shape \(3, 4, 1\)",
+    ),
+    (
+        "sweep-batchnorm-and-layernorm",
+        lambda: sweep([3], width=4, batch_size=2, batchnorm=[False, True], layernorm=True),
+        ValueError,
+        r"batchnorm=True and layernorm=True cannot be combined",
+    ),
+    (
+        "sweep-layernorm-width-1",
+        lambda: sweep([3], width=1, batch_size=2, layernorm=True),
+        ValueError,
+        r"layernorm=True needs layers of at least 2 units .*got width=1",
+    ),
+    (
+        "make-network-batchnorm-and-layernorm",
+        lambda: make_network(
+            2,
+            2,
+            depth=2,
+            width=4,
+            activation="tanh",
+            init="he_normal",
+            batchnorm=True,
+            layernorm=True,
+        ),
+        ValueError,
+        r"batchnorm=True and layernorm=True cannot be combined",
+    ),
+    (
+        "make-network-layernorm-width-1",
+        lambda: make_network(
+            2, 2, depth=2, width=1, activation="tanh", init="he_normal", layernorm=True
+        ),
+        ValueError,
+        r"layernorm=True needs layers of at least 2 units .*got width=1",
+    ),
+    (
+        "network-batchnorm-and-layernorm",
+        lambda: Network(
+            (np.ones((2, 3)), np.ones((3, 2))),
+            (np.ones(3), np.ones(2)),
+            make_network(2, 2, depth=1, width=3, activation="tanh", init="he_normal").activation,
+            batchnorm=True,
+            layernorm=True,
+        ),
+        ValueError,
+        r"batchnorm=True and layernorm=True cannot be combined",
     ),
     # weights that do not chain
     (

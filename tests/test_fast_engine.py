@@ -77,6 +77,7 @@ class Network:
     residual: bool | str
     upstream: np.ndarray | None
     gain: np.ndarray | None = None
+    layernorm: bool = False
 
     def __repr__(self) -> str:  # hypothesis prints a failing example: shapes, not arrays
         def shape(a: object) -> object:
@@ -86,13 +87,15 @@ class Network:
             f"Network(x={shape(self.x)}, {len(self.weights)} layers {shape(self.weights[0])} "
             f"{self.weights[0].dtype}, {self.activation.name}, biases="
             f"{shape(self.biases and self.biases[0])}, batchnorm={self.batchnorm}, "
-            f"residual={self.residual}, upstream={shape(self.upstream)}, gain={shape(self.gain)})"
+            f"layernorm={self.layernorm}, residual={self.residual}, "
+            f"upstream={shape(self.upstream)}, gain={shape(self.gain)})"
         )
 
     def options(self) -> dict[str, object]:
         return {
             "biases": self.biases,
             "batchnorm": self.batchnorm,
+            "layernorm": self.layernorm,
             "residual": self.residual,
             "upstream": self.upstream,
             "gain": self.gain,
@@ -107,7 +110,10 @@ def networks(draw: st.DrawFn, dtype: type = np.float64) -> Network:
     by every network, and a gain per network, as sweeps use."""
     large = draw(st.booleans())
     residual = draw(st.sampled_from([False, True, "post"]))
-    batchnorm, with_biases = draw(st.booleans()), draw(st.booleans())
+    norm = draw(st.sampled_from([None, "batch", "layer"]))
+    batchnorm, layernorm = norm == "batch", norm == "layer"
+    with_biases = draw(st.booleans())
+    smallest = 2 if layernorm else 1  # the public API refuses layer norm over a single unit
     depth = draw(
         st.integers(1, 5) if large else st.one_of(st.integers(1, 40), st.integers(100, 250))
     )
@@ -115,10 +121,13 @@ def networks(draw: st.DrawFn, dtype: type = np.float64) -> Network:
         batch, width = draw(st.integers(40, 64)), draw(st.integers(64, 96))
         widths = [width] * (depth + 1)
     else:
-        batch = draw(st.integers(2, 9))
-        widths = [draw(st.integers(1, 8))] * (depth + 1)
+        # Layer normalisation works at a batch of 1.
+        batch = draw(st.integers(1 if layernorm else 2, 9))
+        widths = [draw(st.integers(smallest, 8))] * (depth + 1)
         if not residual:
-            widths = draw(st.lists(st.integers(1, 8), min_size=depth + 1, max_size=depth + 1))
+            widths = draw(
+                st.lists(st.integers(smallest, 8), min_size=depth + 1, max_size=depth + 1)
+            )
     trials = draw(st.sampled_from([None, 1, 3]))
     shared_x = draw(st.booleans())
     activation = draw(st.sampled_from([*sorted(ACTIVATIONS), "softsign"]))
@@ -152,6 +161,7 @@ def networks(draw: st.DrawFn, dtype: type = np.float64) -> Network:
         residual,
         upstream,
         gain,
+        layernorm,
     )
 
 
@@ -205,11 +215,11 @@ def test_in_float32_the_fast_engine_gives_the_reference_results_too(network: Net
 @given(
     st.integers(1, 30),
     st.sampled_from(sorted(ACTIVATIONS)),
-    st.booleans(),
+    st.sampled_from([None, "batch", "layer"]),
     st.integers(0, 2**32 - 1),
 )
 def test_sweep_style_gains_give_the_reference_results(
-    depth: int, activation: str, batchnorm: bool, seed: int
+    depth: int, activation: str, norm: str | None, seed: int
 ) -> None:
     # Base weights (trials, n, n) and a gain (scales, 1): what sweep and the theory run.
     rng = np.random.default_rng(seed)
@@ -220,7 +230,8 @@ def test_sweep_style_gains_give_the_reference_results(
         x,
         weights,
         get_activation(activation),
-        batchnorm=batchnorm,
+        batchnorm=norm == "batch",
+        layernorm=norm == "layer",
         gain=gain,
         measure_weight_grads=False,
     )
@@ -239,14 +250,16 @@ def threaded_stacks(draw: st.DrawFn) -> Network:
     if draw(st.booleans()):
         biases = list(rng.normal(0, 0.1, size=(depth, trials, 1, width)))
     upstream = rng.normal(size=(trials, batch, width)) if draw(st.booleans()) else None
+    norm = draw(st.sampled_from([None, "batch", "layer"]))
     return Network(
         rng.normal(size=(batch, width)),
         weights,
         get_activation(draw(st.sampled_from(sorted(ACTIVATIONS)))),
         biases,
-        draw(st.booleans()),
+        norm == "batch",
         draw(st.booleans()),
         upstream,
+        layernorm=norm == "layer",
     )
 
 
@@ -262,6 +275,7 @@ def test_threads_give_bitwise_the_results_of_one_thread(
             network.activation,
             biases=network.biases,
             batchnorm=network.batchnorm,
+            layernorm=network.layernorm,
             residual=network.residual,
             upstream=network.upstream,
         )
@@ -308,6 +322,41 @@ def test_a_bad_thread_count_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --- the cases each optimisation must get right -------------------------------------------------
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["grouped", "one-layer"])
+@pytest.mark.parametrize("residual", [False, True, "post"], ids=["plain", "residual", "post"])
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_layernorm_gives_the_reference_results(
+    activation: str, residual: bool | str, large: bool
+) -> None:
+    # Every activation and block, with biases, on a stack: small layers run in groups (and
+    # their backward pass in unscaled chunks), large ones alone; the bias gradients, which
+    # layer normalisation does not zero, are compared too.
+    rng = np.random.default_rng(19)
+    batch, width, depth = (32, 72, 4) if large else (5, 6, 40)
+    weights = list(rng.normal(0, 1 / np.sqrt(width), size=(depth, 3, width, width)))
+    biases = list(rng.normal(0, 0.3, size=(depth, 3, 1, width)))
+    x = rng.normal(size=(batch, width))
+    if large:
+        stack = (3,)
+        assert fast._plan_groups(x.shape, weights, stack) == [range(i, i + 1) for i in range(4)]
+    fast_flow, reference = both(
+        x,
+        weights,
+        get_activation(activation),
+        biases=biases,
+        layernorm=True,
+        residual=residual,
+        keep_grads=True,
+    )
+    assert fast_flow.layernorm
+    assert reference.layernorm
+    assert_same_results(fast_flow, reference)
+    assert fast_flow.bias_grads is not None
+    assert reference.bias_grads is not None
+    for got, want in zip(fast_flow.bias_grads, reference.bias_grads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

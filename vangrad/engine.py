@@ -9,7 +9,9 @@ Conventions. Layers `l = 1..L` have weights `W_l` of shape `(n_{l-1}, n_l)`; the
 
 - `z_l = h_{l-1} @ W_l`, plus a bias `b_l` if the caller passes biases,
 - with batch normalisation, `z_l <- (z_l - mean(z_l)) / sqrt(var(z_l) + 1e-5)` (mean and biased
-  variance over the batch, no learned scale or shift),
+  variance over the batch, per unit, no learned scale or shift); with layer normalisation
+  (Ba et al. 2016) the same over the layer's units, per sample, so it works at a batch of 1
+  (at most one of the two),
 - `a_l = phi(z_l)`,
 - `h_l = h_{l-1} + a_l` with residual connections (`residual=True`, the identity-mapping block
   of He et al. 2016b), otherwise `h_l = a_l`; with `residual="post"` (the block of He et al.
@@ -59,9 +61,11 @@ from vangrad.network_checks import (
     check_batch_for_batchnorm,
     check_biases,
     check_input,
+    check_normalisation,
     check_residual_widths,
     check_upstream,
     check_weights,
+    check_width_for_layernorm,
 )
 
 __all__ = [
@@ -95,7 +99,8 @@ def loss_upstream(
 
     - `"sum"`: `G` is all ones (returned as `None`, the engines' default). The same for every
       sample and unit, so it correlates with anything that is not zero-mean (ReLU's on/off
-      masks), and batch normalisation's backward pass, which removes the batch mean, removes it.
+      masks), and batch normalisation's backward pass, which removes the batch mean, removes it;
+      so does layer normalisation's, which removes each sample's mean over the units.
     - `"random"`: `G` is drawn from the standard normal, independent of the network, and then
       scaled, per network, to the norm of the ones, `sqrt(batch * n_L)`. Independence is what
       mean-field theory assumes of the back-propagated signal; the common norm makes the two
@@ -134,6 +139,7 @@ def backprop(
     *,
     biases: Sequence[ArrayLike] | None = None,
     batchnorm: bool = False,
+    layernorm: bool = False,
     residual: bool | str = False,
     upstream: ArrayLike | Callable[[np.ndarray], ArrayLike] | None = None,
     loss: str = "sum",
@@ -149,8 +155,15 @@ def backprop(
         activation: A name from `ACTIVATIONS` or an `Activation`.
         biases: Optional, one vector per layer, `biases[l - 1]` of shape `(n_l,)`, or
             `(trials, n_l)` with stacked weights. Default: no biases.
-        batchnorm: Normalise each `z_l` over the batch (needs a batch of at least 2). A bias
-            before batch normalisation cancels out: its gradient is zero.
+        batchnorm: Normalise each `z_l` over the batch, per unit (needs a batch of at least
+            2). A bias before batch normalisation cancels out: its gradient is zero.
+        layernorm: Normalise each `z_l` over its units, per sample (Ba et al. 2016): the
+            same formula over the other axis, so it works at any batch size but needs layers
+            of at least 2 units (over exactly 2 it keeps little more than the sign of their
+            difference). It removes each sample's mean over the units, not each unit's mean
+            over the batch, so a bias's gradient is not zero (only its mean over the units
+            cancels, and the gradient sums to zero over them). Not together with
+            `batchnorm`.
         residual: `True`: add each layer's input to its output, $h_l = h_{l-1} + \phi(z_l)$
             (the identity-mapping block of He et al. 2016b). `"post"`: add the input before
             the activation, $h_l = \phi(h_{l-1} + z_l)$ (the block of He et al. 2016, with a
@@ -175,8 +188,9 @@ def backprop(
     Raises:
         TypeError: If an argument has the wrong type (the message names it).
         ValueError: If shapes do not chain, `x` or a weight is not finite, `weights` is empty,
-            `residual` meets unequal widths, `batchnorm` meets a batch of 1, `loss` is not one
-            of `LOSSES`, or `upstream` is given with `loss="random"`.
+            `residual` meets unequal widths, `batchnorm` meets a batch of 1, `layernorm` a
+            layer of 1 unit, both are on, `loss` is not one of `LOSSES`, or `upstream` is
+            given with `loss="random"`.
 
     Example:
         ```py
@@ -194,7 +208,7 @@ def backprop(
         ```
     """
     act = check_activation(activation)
-    batchnorm = check_bool("batchnorm", batchnorm)
+    batchnorm, layernorm = check_normalisation(batchnorm, layernorm)
     residual = check_residual(residual)
     keep_grads = check_bool("keep_grads", keep_grads)
     loss = check_loss(loss)
@@ -214,6 +228,9 @@ def backprop(
         checked_biases = [b.astype(dtype, copy=False) for b in check_biases(biases, checked)]
     if batchnorm:
         check_batch_for_batchnorm(x_array.shape[-2], f"x of shape {x_array.shape}")
+    if layernorm:
+        for i, w in enumerate(checked):
+            check_width_for_layernorm(w.shape[-1], f"weights[{i}] of shape {w.shape}")
     if residual:
         check_residual_widths(checked, residual)
     stack = np.broadcast_shapes(x_array.shape[:-2], *(w.shape[:-2] for w in checked))
@@ -238,6 +255,7 @@ def backprop(
         act,
         biases=checked_biases,
         batchnorm=batchnorm,
+        layernorm=layernorm,
         residual=residual,
         upstream=checked_upstream,
         keep_grads=keep_grads,
@@ -251,6 +269,7 @@ def run_network(
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
+    layernorm: bool = False,
     residual: bool | str = False,
     upstream: Upstream = None,
     keep_grads: bool = False,
@@ -283,6 +302,7 @@ def run_network(
         activation,
         biases=biases,
         batchnorm=batchnorm,
+        layernorm=layernorm,
         residual=residual,
         upstream=upstream,
         keep_grads=keep_grads,
@@ -298,8 +318,9 @@ class Layer:
 
     h_in: np.ndarray  # h_{l-1}, the layer's input
     slope: np.ndarray  # phi'(z_l)
-    z_hat: np.ndarray | None  # with batch normalisation: the normalised z_l ...
-    inverse_std: np.ndarray | None  # ... and 1 / sqrt(var(z_l) + eps), per unit
+    z_hat: np.ndarray | None  # with batch or layer normalisation: the normalised z_l ...
+    inverse_std: np.ndarray | None  # ... 1 / sqrt(var(z_l) + eps), per unit or per sample ...
+    axis: int | None  # ... and the axis of the statistics: -2 the batch, -1 the units
     statistics: dict[str, np.ndarray]  # per network: mean, std, saturated...
 
 
@@ -310,10 +331,14 @@ def forward(
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
+    layernorm: bool = False,
     residual: bool | str = False,
     gain: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[Layer]]:
     """Run the layers from `h_0 = x`; return `h_L` and a `Layer` per layer."""
+    # Batch normalisation: each unit over the batch; layer normalisation: each sample over
+    # the units.
+    axis = -2 if batchnorm else -1 if layernorm else None
     h, layers = x, []
     for index, w in enumerate(weights):
         z = h @ w  # z_l = h_{l-1} W_l
@@ -322,23 +347,23 @@ def forward(
         if biases is not None:
             z = z + biases[index]  # ... + b_l
         z_hat = inverse_std = None
-        if batchnorm:  # z_l <- (z_l - mean) / sqrt(var + eps), over the batch
-            z_hat, inverse_std = normalise(z, axis=-2)
+        if axis is not None:  # z_l <- (z_l - mean) / sqrt(var + eps), over the axis
+            z_hat, inverse_std = normalise(z, axis=axis)
             z = z_hat  # from here on, z is the normalised z_l
         if residual == "post":  # the input joins before the activation
             z = h + z  # from here on, z is h_{l-1} + z_l
         a, slope = values_and_slopes(activation, z)  # phi(z_l), phi'(z_l)
         h_out = h + a if residual is True else a  # h_l
         statistics = layer_statistics(z, a, slope, h_out, activation)
-        layers.append(Layer(h, slope, z_hat, inverse_std, statistics))
+        layers.append(Layer(h, slope, z_hat, inverse_std, axis, statistics))
         h = h_out
     return h, layers
 
 
 def normalise(z: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """`(z - mean) * s` over `axis`, and `s = 1 / sqrt(var + eps)`."""
-    # Centred on the first sample before the mean is taken: a column of
-    # equal values is then exactly 0, not a rounding error that 1/sqrt(eps)
+    # Centred on the first entry along the axis before the mean is taken:
+    # equal values are then exactly 0, not a rounding error that 1/sqrt(eps)
     # would blow up. Sums accumulate in float64: in float32 their rounding,
     # amplified by 1/std, showed in the norms.
     centred = z - np.take(z, [0], axis=axis)
@@ -377,14 +402,16 @@ def backward(
         dz = g * layer.slope
         # With residual="post", z was h_in + z_l: this dz reaches h_in directly too.
         dz_sum = dz
-        # Through batch normalisation (derived in normalise_backward).
-        if layer.inverse_std is not None:
-            dz = normalise_backward(dz, layer.z_hat, layer.inverse_std, -2)
+        # Through the normalisation (derived in normalise_backward).
+        if layer.axis is not None:
+            dz = normalise_backward(dz, layer.z_hat, layer.inverse_std, layer.axis)
         # Through the bias, z = ... + b: dLoss/db sums dLoss/dz over the
-        # batch; it is 0 under batch normalisation, which removes the mean.
+        # batch. It is 0 under batch normalisation, which removes each unit's
+        # mean over the batch, bias included; not under layer normalisation,
+        # which removes each sample's mean over the units.
         if has_biases:
             db = dz.sum(axis=-2, keepdims=True)
-            if layer.inverse_std is not None:
+            if layer.axis == -2:
                 db = np.zeros_like(db)
             measured.add("bias_grads", db, scale)
         # Through the weights, z = h_in @ W: dLoss/dW = h_in^T @ dLoss/dz ...
@@ -425,10 +452,12 @@ def normalise_backward(
 
         dLoss/dz = s * (dz_hat - mean(dz_hat) - z_hat * mean(dz_hat * z_hat)).
 
-    The mean of the upstream gradient is removed: a gradient that is the same
-    for every sample (the sum loss's ones) does not pass at all.
+    The mean of the upstream gradient along `axis` is removed: a gradient
+    that is the same along it does not pass at all (the same for every
+    sample under batch normalisation, `axis=-2`; for every unit of a sample
+    under layer normalisation, `axis=-1`).
     """
-    # Centred on the first sample first, as in `normalise`: equal values
+    # Centred on the first entry first, as in `normalise`: equal values
     # give exactly 0.
     centred = dz_hat - np.take(dz_hat, [0], axis=axis)
     centred -= centred.mean(axis=axis, keepdims=True)
@@ -498,6 +527,7 @@ def run_reference(
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
+    layernorm: bool = False,
     residual: bool | str = False,
     upstream: Upstream = None,
     keep_grads: bool = False,
@@ -509,7 +539,14 @@ def run_reference(
         gain = gain.astype(x.dtype)[..., np.newaxis, np.newaxis]
     with np.errstate(all="ignore"):  # an overflow is recorded in the result, not warned about
         h, layers = forward(
-            x, weights, activation, biases=biases, batchnorm=batchnorm, residual=residual, gain=gain
+            x,
+            weights,
+            activation,
+            biases=biases,
+            batchnorm=batchnorm,
+            layernorm=layernorm,
+            residual=residual,
+            gain=gain,
         )
         if callable(upstream):
             upstream = upstream(h)
@@ -551,6 +588,7 @@ def run_reference(
         output=h,
         activation=activation,
         batchnorm=batchnorm,
+        layernorm=layernorm,
         residual=residual,
         grads=tuple(kept["grads"]) if keep_grads else None,
         weight_grads=tuple(kept["weight_grads"]) if keep_grads and measure_weight_grads else None,

@@ -45,16 +45,24 @@ from vangrad.flow import (
 __all__ = ["BLAS_ONE_THREAD_PRODUCT", "GROUP_ELEMENTS", "run_fast", "weight_grad_flops"]
 
 
-def _batchnorm_forward(z: np.ndarray) -> np.ndarray:
-    """Normalise `z` in place over the batch axis; return `1 / sqrt(var + eps)`."""
-    # Centre on the first sample before taking the mean: for a column of identical values the
-    # mean is then exactly 0, instead of a rounding error that 1/sqrt(eps) would blow up.
-    z -= z[..., :1, :]
-    # The batch sums accumulate in float64 (a no-op for float64): in float32 their rounding,
+def _first(a: np.ndarray, axis: int) -> np.ndarray:
+    """The first entry of `a` along `axis` (-2 or -1), as a view that keeps the dimension."""
+    return a[..., :1, :] if axis == -2 else a[..., :1]
+
+
+def _normalise_forward(z: np.ndarray, axis: int) -> np.ndarray:
+    """Normalise `z` in place over `axis` (-2, the batch, or -1, the units); return `1 / std`.
+
+    `vangrad.engine.normalise`, in place: the same numbers, bit for bit.
+    """
+    # Centre on the first entry before taking the mean: for identical values the mean is then
+    # exactly 0, instead of a rounding error that 1/sqrt(eps) would blow up.
+    z -= _first(z, axis)
+    # The sums accumulate in float64 (a no-op for float64): in float32 their rounding,
     # amplified by 1/std, made the norms of a 50-layer network drift 3e-5 from float64's.
-    z -= z.mean(axis=-2, keepdims=True, dtype=np.float64).astype(z.dtype)
+    z -= z.mean(axis=axis, keepdims=True, dtype=np.float64).astype(z.dtype)
     # The reference's operations, in place where it can: the same numbers, bit for bit.
-    variance = np.mean(z * z, axis=-2, keepdims=True, dtype=np.float64)
+    variance = np.mean(z * z, axis=axis, keepdims=True, dtype=np.float64)
     variance += BATCHNORM_EPSILON
     inverse_std = np.sqrt(variance, out=variance)
     np.divide(1.0, inverse_std, out=inverse_std)
@@ -63,12 +71,14 @@ def _batchnorm_forward(z: np.ndarray) -> np.ndarray:
     return inverse_std
 
 
-def _batchnorm_backward(dz: np.ndarray, z_hat: np.ndarray, inverse_std: np.ndarray) -> None:
+def _normalise_backward(
+    dz: np.ndarray, z_hat: np.ndarray, inverse_std: np.ndarray, axis: int
+) -> None:
     """Turn `dLoss/dz_hat` into `dLoss/dz` in place (`vangrad.engine.normalise_backward`)."""
-    # Centred on the first sample first: a gradient equal for every sample gives exactly 0.
-    dz -= dz[..., :1, :]
-    dz -= dz.mean(axis=-2, keepdims=True)
-    dz -= z_hat * np.mean(dz * z_hat, axis=-2, keepdims=True)
+    # Centred on the first entry first: a gradient equal along the axis gives exactly 0.
+    dz -= _first(dz, axis)
+    dz -= dz.mean(axis=axis, keepdims=True)
+    dz -= z_hat * np.mean(dz * z_hat, axis=axis, keepdims=True)
     dz *= inverse_std
 
 
@@ -256,6 +266,7 @@ def run_fast(
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
+    layernorm: bool = False,
     residual: bool | str = False,
     upstream: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
     keep_grads: bool = False,
@@ -268,6 +279,7 @@ def run_fast(
     arguments = {
         "biases": biases,
         "batchnorm": batchnorm,
+        "layernorm": layernorm,
         "residual": residual,
         "upstream": upstream,
         "keep_grads": keep_grads,
@@ -367,6 +379,7 @@ def _run_in_threads(
         output=joined("output"),
         activation=activation,
         batchnorm=flows[0].batchnorm,
+        layernorm=flows[0].layernorm,
         residual=flows[0].residual,
         log10_bias_grad_norms=joined("log10_bias_grad_norms"),
     )
@@ -380,6 +393,7 @@ def _run_stack(
     *,
     biases: Sequence[np.ndarray] | None = None,
     batchnorm: bool = False,
+    layernorm: bool = False,
     residual: bool | str = False,
     upstream: np.ndarray | Callable[[np.ndarray], np.ndarray] | None = None,
     keep_grads: bool = False,
@@ -395,7 +409,7 @@ def _run_stack(
         weights,
         activation,
         biases=biases,
-        batchnorm=batchnorm,
+        norm_axis=-2 if batchnorm else -1 if layernorm else None,
         residual=residual,
         gain=gain_array,
         stack=stack,
@@ -433,6 +447,7 @@ def _run_stack(
         output=h,
         activation=activation,
         batchnorm=batchnorm,
+        layernorm=layernorm,
         residual=residual,
         grads=tuple(reversed(backward.grads)) if keep_grads else None,
         weight_grads=tuple(reversed(backward.w_grads))
@@ -454,7 +469,7 @@ class _GroupArrays:
         self.zs: list[np.ndarray] = []
         self.values: list[np.ndarray] = []  # a_l
         self.outputs: list[np.ndarray] = []  # h_l, with residual connections (else a_l)
-        self.inverse_stds: list[np.ndarray] = []  # with batch normalisation
+        self.inverse_stds: list[np.ndarray] = []  # with batch or layer normalisation
 
 
 class _Forward:
@@ -472,7 +487,7 @@ class _Forward:
         activation: Activation,
         *,
         biases: Sequence[np.ndarray] | None,
-        batchnorm: bool,
+        norm_axis: int | None,
         residual: bool | str,
         gain: np.ndarray | None,
         stack: tuple[int, ...],
@@ -483,7 +498,8 @@ class _Forward:
         self.weights = weights
         self.activation = activation
         self.biases = biases
-        self.batchnorm = batchnorm
+        # The axis each z_l is normalised over: -2 (batch norm), -1 (layer norm), or None.
+        self.norm_axis = norm_axis
         self.residual = residual
         self.gain = gain
         self.stack = stack
@@ -532,7 +548,8 @@ class _Forward:
         where at most a quarter of the entries need their exact slope kept.
         """
         approximate = self.activation.approximate_slope_from_value
-        if approximate is None or self.residual or self.batchnorm or not self.keep_inputs:
+        normalised = self.norm_axis is not None
+        if approximate is None or self.residual or normalised or not self.keep_inputs:
             return
         if self.from_value[layer] or a.shape != d.shape or a.dtype != d.dtype:
             return
@@ -555,16 +572,17 @@ class _Forward:
         w = self.weights[layer]
         if self.keep_inputs:
             self.inputs[layer] = h
-        # Without batch normalisation z is read once, by the activation: a reused buffer.
+        # Without normalisation z is read once, by the activation: a reused buffer.
+        axis = self.norm_axis
         scratch = None
-        if not self.batchnorm:
+        if axis is None:
             scratch = self.buffers.take((*self.stack, h.shape[-2], w.shape[-1]), h.dtype)
         bias = None if self.biases is None else self.biases[layer]
         z = _affine(h, w, self.gain, bias, self.stack, out=scratch)
-        if self.batchnorm:
-            arrays.inverse_stds.append(_batchnorm_forward(z))
+        if axis is not None:
+            arrays.inverse_stds.append(_normalise_forward(z, axis))
             self.normalised[layer] = (z, arrays.inverse_stds[-1])
-        scratch_z = not self.batchnorm
+        scratch_z = axis is None
         if self.residual == "post":  # the input joins before the activation: a new array
             z, scratch_z = h + z, False
         a, d = _activate(self.activation, z, h.dtype, z_is_scratch=scratch_z)
@@ -585,7 +603,7 @@ class _Forward:
     ) -> np.ndarray:
         """Small layers: only the product and `phi` per layer, in as few calls as possible."""
         function, weights, inputs = self.activation.function, self.weights, self.inputs
-        keep, residual, batchnorm = self.keep_inputs, self.residual, self.batchnorm
+        keep, residual, axis = self.keep_inputs, self.residual, self.norm_axis
         plain = self.gain is None and self.biases is None
         zs, values, outputs, inverse_stds = (
             arrays.zs,
@@ -601,8 +619,8 @@ class _Forward:
             else:
                 bias = None if self.biases is None else self.biases[layer]
                 z = _affine(h, weights[layer], self.gain, bias, self.stack)
-            if batchnorm:
-                inverse_stds.append(_batchnorm_forward(z))
+            if axis is not None:
+                inverse_stds.append(_normalise_forward(z, axis))
                 self.normalised[layer] = (z, inverse_stds[-1])
             if residual == "post":  # the input joins before the activation
                 z = h + z
@@ -753,14 +771,15 @@ class _Backward:
             dz = self._local_gradient(g, layer, in_place)
             normalised = forward.normalised[layer] is not None
             # With residual="post" the dz of the sum h_in + z_l reaches h_in directly, before
-            # batch normalisation's backward pass changes dz in place.
+            # the normalisation's backward pass changes dz in place.
             dz_sum = (dz.copy() if normalised else dz) if residual == "post" else None
             if normalised:
-                _batchnorm_backward(dz, *forward.normalised[layer])
+                _normalise_backward(dz, *forward.normalised[layer], forward.norm_axis)
             if has_biases:
-                # Exactly 0 under batch normalisation (see vangrad.engine.backward).
+                # Exactly 0 under batch normalisation, not under layer normalisation (see
+                # vangrad.engine.backward).
                 db = dz.sum(axis=-2, keepdims=True)
-                dbs.append(np.zeros_like(db) if normalised else db)
+                dbs.append(np.zeros_like(db) if forward.norm_axis == -2 else db)
             if forward.keep_inputs:
                 dzs.append(dz)
             w_t = self.transposed[layer]

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 BATCHNORM_EPSILON = 1e-5
-"""Added to the batch variance before the square root in batch normalisation."""
+"""Added to the variance before the square root in batch and in layer normalisation."""
 
 SATURATION_THRESHOLD = 0.01
 """A unit is saturated when `|phi'(z)|` is below this fraction of the activation's maximum."""
@@ -62,6 +62,7 @@ class GradientFlow:
         output: The network's output $h_L$, shape `(batch, n_L)` or `(trials, batch, n_L)`.
         activation: The activation used.
         batchnorm: Whether batch normalisation was on.
+        layernorm: Whether layer normalisation was on.
         residual: The residual setting: `False`, `True` (identity skips) or `"post"` (the
             activation after the addition).
         grads: With `keep_grads=True`, the gradients $g_l$ for $l = 0, \dots, L$ (each shaped
@@ -85,6 +86,7 @@ class GradientFlow:
     output: np.ndarray = field(repr=False)
     activation: Activation = field(repr=False)
     batchnorm: bool = False
+    layernorm: bool = False
     residual: bool | str = False
     grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
     weight_grads: tuple[np.ndarray, ...] | None = field(default=None, repr=False)

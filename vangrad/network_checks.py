@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from vangrad._validation import CELL_GATES, check_finite_array, check_finite_arrays
+from vangrad._validation import CELL_GATES, check_bool, check_finite_array, check_finite_arrays
 from vangrad.activations import Activation, get_activation
 
 __all__ = [
@@ -20,11 +20,13 @@ __all__ = [
     "check_biases",
     "check_initial_state",
     "check_input",
+    "check_normalisation",
     "check_recurrent_params",
     "check_residual_widths",
     "check_sequence",
     "check_upstream",
     "check_weights",
+    "check_width_for_layernorm",
 ]
 
 
@@ -44,6 +46,28 @@ def check_batch_for_batchnorm(batch_size: int, got: str) -> None:
         raise ValueError(
             "batchnorm=True needs a batch of at least 2 samples (the batch variance of one "
             f"sample is 0), got {got}"
+        )
+
+
+def check_normalisation(batchnorm: object, layernorm: object) -> tuple[bool, bool]:
+    """`batchnorm` and `layernorm` as bools, at most one of them on."""
+    batchnorm = check_bool("batchnorm", batchnorm)
+    layernorm = check_bool("layernorm", layernorm)
+    if batchnorm and layernorm:
+        raise ValueError(
+            "batchnorm=True and layernorm=True cannot be combined: a layer normalises its z_l "
+            "either over the batch (batchnorm, per unit) or over its units (layernorm, per "
+            "sample); choose one"
+        )
+    return batchnorm, layernorm
+
+
+def check_width_for_layernorm(width: int, got: str) -> None:
+    """Refuse a layer of one unit for layer normalisation; `got` says where it came from."""
+    if width < 2:
+        raise ValueError(
+            "layernorm=True needs layers of at least 2 units (one unit normalised over itself "
+            f"is always 0, whatever its input), got {got}"
         )
 
 

@@ -377,9 +377,14 @@ _RESIDUAL_LABELS: dict[bool | str, list[str]] = {
 }
 
 
-def _setting_label(batchnorm: bool, residual: bool | str) -> str:
+def _norm_labels(batchnorm: bool, layernorm: bool) -> list[str]:
+    """What a sweep's normalisation adds to a label (at most one of the two is on)."""
+    return ["batch norm"] if batchnorm else ["layer norm"] if layernorm else []
+
+
+def _setting_label(batchnorm: bool, residual: bool | str, layernorm: bool = False) -> str:
     """A sweep column's name, its settings joined on two lines: "plain" when it has none."""
-    parts = (["batch norm"] if batchnorm else []) + _RESIDUAL_LABELS[residual]
+    parts = _norm_labels(batchnorm, layernorm) + _RESIDUAL_LABELS[residual]
     return "\n+ ".join(parts) or "plain"
 
 
@@ -434,7 +439,7 @@ def plot_comparison(
         dark = abs(float(norm(value)) - 0.5) > 0.3  # white text on the deep blues and reds
         color = "white" if dark else "black"
         ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize="small", color=color)
-    ax.set_xticks(range(len(columns)), [_setting_label(*c) for c in columns])
+    ax.set_xticks(range(len(columns)), [_setting_label(*c, grid.layernorm) for c in columns])
     ax.set_yticks(range(rows.shape[0]), [f"{a}, {i}" for a in grid.activations for i in grid.inits])
     ax.xaxis.tick_top()
     colorbar = ax.figure.colorbar(mesh, ax=ax)
@@ -512,7 +517,7 @@ def plot_sweep(
     ax.set_xlabel("network depth (layers)")
     ax.set_ylabel("weight scale (gain on the initialiser)")
     settings = [grid.activations[activation], grid.inits[init]]
-    settings += ["batch norm"] if grid.batchnorm[batchnorm] else []
+    settings += _norm_labels(grid.batchnorm[batchnorm], grid.layernorm)
     settings += _RESIDUAL_LABELS[grid.residual[residual]]
     ax.set_title(f"{', '.join(settings)}: gradient at the first layer")
     return ax

@@ -17,7 +17,12 @@ from vangrad.activations import Activation
 from vangrad.engine import loss_upstream, run_network
 from vangrad.flow import GradientFlow
 from vangrad.initializers import Initializer, get_initializer
-from vangrad.network_checks import check_activation, check_batch_for_batchnorm
+from vangrad.network_checks import (
+    check_activation,
+    check_batch_for_batchnorm,
+    check_normalisation,
+    check_width_for_layernorm,
+)
 
 __all__ = ["simulate"]
 
@@ -32,6 +37,7 @@ def simulate(
     bias_std: float = 0.0,
     batch_size: int,
     batchnorm: bool = False,
+    layernorm: bool = False,
     residual: bool | str = False,
     trials: int = 1,
     seed: int | np.random.Generator = 0,
@@ -56,7 +62,9 @@ def simulate(
         bias_std: The standard deviation `sigma_b` of the biases, drawn from `N(0, sigma_b^2)`
             after the weights; 0 (default) means no biases.
         batch_size: The number of input samples; an integer >= 1 (>= 2 with `batchnorm`).
-        batchnorm: Normalise each layer's pre-activations over the batch.
+        batchnorm: Normalise each layer's pre-activations over the batch, per unit.
+        layernorm: Normalise each layer's pre-activations over its units, per sample (works
+            at `batch_size=1`, needs `width >= 2`; not together with `batchnorm`).
         residual: `True`: add each layer's input to its output, `h_l = h_{l-1} + phi(z_l)`;
             `"post"`: add it before the activation, `h_l = phi(h_{l-1} + z_l)` (see `backprop`).
         trials: The number of independent networks; an integer >= 1.
@@ -76,7 +84,8 @@ def simulate(
     Raises:
         TypeError: If an argument has the wrong type.
         ValueError: If a size is below 1, a name is unknown, `weight_scale` is missing for
-            `init="normal"`, or `batchnorm` meets `batch_size=1`.
+            `init="normal"`, `batchnorm` meets `batch_size=1`, `layernorm` meets `width=1`,
+            or both are on.
 
     Example:
         ```py
@@ -105,7 +114,7 @@ def simulate(
     act = check_activation(activation)
     initializer = get_initializer(init)
     scale = initializer.check_scale(weight_scale)
-    batchnorm = check_bool("batchnorm", batchnorm)
+    batchnorm, layernorm = check_normalisation(batchnorm, layernorm)
     residual = check_residual(residual)
     keep_grads = check_bool("keep_grads", keep_grads)
     bias_std = check_nonnegative_float("bias_std", bias_std)
@@ -113,6 +122,8 @@ def simulate(
     float_dtype = check_float_dtype("dtype", dtype)
     if batchnorm:
         check_batch_for_batchnorm(batch_size, f"batch_size={batch_size}")
+    if layernorm:
+        check_width_for_layernorm(width, f"width={width}")
     rng = check_seed(seed)
 
     x = rng.standard_normal((batch_size, width), dtype=float_dtype)
@@ -135,6 +146,7 @@ def simulate(
         act,
         biases=biases,
         batchnorm=batchnorm,
+        layernorm=layernorm,
         residual=residual,
         upstream=upstream,
         keep_grads=keep_grads,

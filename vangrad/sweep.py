@@ -22,7 +22,12 @@ from vangrad._validation import (
 from vangrad.activations import Activation
 from vangrad.engine import loss_upstream, run_network
 from vangrad.initializers import Initializer, get_initializer
-from vangrad.network_checks import check_activation, check_batch_for_batchnorm
+from vangrad.network_checks import (
+    check_activation,
+    check_batch_for_batchnorm,
+    check_normalisation,
+    check_width_for_layernorm,
+)
 
 __all__ = ["Sweep", "sweep"]
 
@@ -55,6 +60,8 @@ class Sweep:
             random loss is scaled to it). Subtract it from the statistics for the gradient at
             the input relative to the output.
         loss: The loss, one of `LOSSES`.
+        layernorm: Whether every network of the grid had layer normalisation (a setting of
+            the whole grid, not an axis; `batchnorm` is then `(False,)`).
         dims: The names of the axes.
     """
 
@@ -71,6 +78,7 @@ class Sweep:
     overflow_fraction: np.ndarray = field(repr=False)
     log10_output_grad: float = 0.0
     loss: str = "sum"
+    layernorm: bool = False
     dims: tuple[str, ...] = ("activation", "init", "batchnorm", "residual", "weight_scale", "depth")
 
     def labels(self, dim: str) -> list[object]:
@@ -124,6 +132,7 @@ def sweep(
     weight_scales: Sequence[float] | None = None,
     trials: int = 16,
     batchnorm: bool | Sequence[bool] = False,
+    layernorm: bool = False,
     residual: bool | str | Sequence[bool | str] = False,
     seed: int | np.random.Generator = 0,
     dtype: str | type[np.floating] = "float64",
@@ -153,6 +162,10 @@ def sweep(
         trials: The number of networks per grid point; an integer >= 1.
         batchnorm: Normalise each layer's pre-activations over the batch: a bool, or a list of
             the settings to compare, such as `[False, True]`.
+        layernorm: Normalise each layer's pre-activations over its units, per sample, in every
+            network of the grid (a bool, not an axis: the grid's shape stays the same; needs
+            `width >= 2`, and `batchnorm` False). With the same `seed`, a grid with and one
+            without it measure the same networks.
         residual: The residual block, one of `RESIDUALS` (`False`, `True`, `"post"`), or a
             list of them to compare, such as `[False, True, "post"]`.
         seed: An integer >= 0, or a `numpy.random.Generator`.
@@ -190,11 +203,16 @@ def sweep(
     initializers = [get_initializer(i) for i in _check_list("inits", inits)]
     scales = _check_scales(weight_scales, initializers)
     norms = _check_axis("batchnorm", batchnorm, check_bool)
+    layernorm = check_bool("layernorm", layernorm)
+    for norm in norms:
+        check_normalisation(norm, layernorm)
     skips = _check_axis("residual", residual, lambda name, v: check_residual(v, name))
     float_dtype = check_float_dtype("dtype", dtype)
     loss = check_loss(loss)
     if any(norms):
         check_batch_for_batchnorm(batch_size, f"batch_size={batch_size}")
+    if layernorm:
+        check_width_for_layernorm(width, f"width={width}")
     rng = check_seed(seed)
 
     shape = (
@@ -225,6 +243,7 @@ def sweep(
                 list(base[:depth]),
                 act,
                 batchnorm=norm,
+                layernorm=layernorm,
                 residual=skip,
                 upstream=upstream,
                 gain=gain,
@@ -250,6 +269,7 @@ def sweep(
         overflow_fraction=overflowed.mean(axis=-1),
         log10_output_grad=0.5 * float(np.log10(batch_size * width)),
         loss=loss,
+        layernorm=layernorm,
     )
 
 

@@ -2,8 +2,8 @@
 
 The network is the engine's stack of layers followed by a linear readout and a softmax:
 
-- `depth` layers `h_l = phi(h_{l-1} W_l + b_l)` (optionally with batch normalisation and
-  residual connections), the first taking the `n_features` inputs to `width` units, every
+- `depth` layers `h_l = phi(h_{l-1} W_l + b_l)` (optionally with batch or layer normalisation
+  and residual connections), the first taking the `n_features` inputs to `width` units, every
   other one `width -> width`;
 - a readout `logits = h_depth W_out + b_out` with no activation, and the mean softmax
   cross-entropy against integer labels as the loss.
@@ -48,7 +48,12 @@ from vangrad.activations import Activation
 from vangrad.engine import forward, run_network
 from vangrad.flow import GradientFlow
 from vangrad.initializers import Initializer, get_initializer
-from vangrad.network_checks import check_activation, check_batch_for_batchnorm
+from vangrad.network_checks import (
+    check_activation,
+    check_batch_for_batchnorm,
+    check_normalisation,
+    check_width_for_layernorm,
+)
 
 __all__ = [
     "ADAM_BETAS",
@@ -86,6 +91,8 @@ class Network:
         batchnorm: Whether each layer's pre-activations are normalised over the batch.
         residual: Whether each layer adds its input to its output (the input itself padded with
             zeros to `width`).
+        layernorm: Whether each layer's pre-activations are normalised over its units, per
+            sample (not together with `batchnorm`; the readout is never normalised).
     """
 
     weights: tuple[np.ndarray, ...] = field(repr=False)
@@ -93,6 +100,7 @@ class Network:
     activation: Activation
     batchnorm: bool = False
     residual: bool = False
+    layernorm: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.activation, Activation):
@@ -113,6 +121,9 @@ class Network:
                 )
         if self.residual and self.n_features > self.width:
             raise ValueError("residual=True needs width >= n_features")
+        check_normalisation(self.batchnorm, self.layernorm)
+        if self.layernorm:
+            check_width_for_layernorm(self.width, f"width={self.width}")
 
     @property
     def depth(self) -> int:
@@ -189,6 +200,7 @@ def make_network(
     init: str | Initializer,
     weight_scale: float | None = None,
     batchnorm: bool = False,
+    layernorm: bool = False,
     residual: bool = False,
     seed: int | np.random.Generator = 0,
 ) -> Network:
@@ -206,6 +218,8 @@ def make_network(
         init: A name from `INITIALIZERS` or an `Initializer`.
         weight_scale: The standard deviation for `init="normal"` (required), a gain otherwise.
         batchnorm: Normalise each layer's pre-activations over the batch.
+        layernorm: Normalise each layer's pre-activations over its units, per sample (needs
+            `width >= 2`; not together with `batchnorm`).
         residual: Add each layer's input to its output.
         seed: An integer >= 0, or a `numpy.random.Generator`.
 
@@ -215,7 +229,7 @@ def make_network(
     Raises:
         TypeError: If an argument has the wrong type.
         ValueError: If a size is out of range, a name is unknown, or `weight_scale` is missing
-            for `init="normal"`.
+            for `init="normal"`, or `batchnorm` and `layernorm` are both on.
 
     Example:
         ```py
@@ -233,8 +247,10 @@ def make_network(
     act = check_activation(activation)
     initializer = get_initializer(init)
     scale = initializer.check_scale(weight_scale)
-    batchnorm = check_bool("batchnorm", batchnorm)
+    batchnorm, layernorm = check_normalisation(batchnorm, layernorm)
     residual = check_bool("residual", residual)
+    if layernorm:
+        check_width_for_layernorm(width, f"width={width}")
     if residual and width < n_features:
         raise ValueError(
             f"residual=True embeds the {n_features} input features in the first layer's width, "
@@ -244,7 +260,9 @@ def make_network(
     shapes = [(n_features, width)] + [(width, width)] * (depth - 1) + [(width, n_classes)]
     weights = tuple(initializer.sample(rng, *shape, weight_scale=scale) for shape in shapes)
     biases = tuple(np.zeros(shape[1]) for shape in shapes)
-    return Network(weights, biases, act, batchnorm=batchnorm, residual=residual)
+    return Network(
+        weights, biases, act, batchnorm=batchnorm, residual=residual, layernorm=layernorm
+    )
 
 
 def loss_and_gradients(network: Network, x: ArrayLike, y: ArrayLike) -> Gradients:
@@ -284,7 +302,8 @@ def predict_proba(network: Network, x: ArrayLike) -> np.ndarray:
 
     With batch normalisation every layer is normalised with the statistics of `x` itself, as
     during training (the engine keeps no running averages): pass a batch that looks like the
-    training data, not, say, a grid of points.
+    training data, not, say, a grid of points. Layer normalisation uses each sample's own
+    statistics, so there every sample's probabilities are the same in any batch.
 
     Example:
         ```py
@@ -332,6 +351,7 @@ def layer_outputs(network: Network, x: ArrayLike) -> tuple[np.ndarray, ...]:
             network.activation,
             biases=[b[np.newaxis, :] for b in network.biases[:-1]],
             batchnorm=network.batchnorm,
+            layernorm=network.layernorm,
             residual=network.residual,
         )
     return (x_array, *(layer.h_in for layer in layers[1:]), h)
@@ -526,6 +546,7 @@ def _run_layers(
         network.activation,
         biases=[b[np.newaxis, :] for b in network.biases[:-1]],
         batchnorm=network.batchnorm,
+        layernorm=network.layernorm,
         residual=network.residual,
         upstream=upstream,
         keep_grads=True,
@@ -581,6 +602,7 @@ def _forward(network: Network, x: np.ndarray) -> np.ndarray:
             network.activation,
             biases=[b[np.newaxis, :] for b in network.biases[:-1]],
             batchnorm=network.batchnorm,
+            layernorm=network.layernorm,
             residual=network.residual,
         )
     return _softmax(h @ network.weights[-1] + network.biases[-1])[0]
