@@ -278,7 +278,8 @@ def backprop_blocks(
             f"loss names the upstream gradient, one of {sorted(LOSSES)}"
         )
     rng = check_seed(seed)
-    kinds = _check_branches(branches, w_in)
+    _check_lists(w_in, w_out)
+    kinds = _check_branches(branches, len(w_in))
     ins, outs = _check_block_weights(w_in, w_out, kinds)
     x_array = check_input(x, ins)
     tokens = check_positive_int("tokens", tokens)
@@ -634,9 +635,21 @@ def _run_blocks(
     )
 
 
-def _check_branches(branches: object, w_in: object) -> tuple[str, ...]:
+def _check_lists(w_in: object, w_out: object) -> None:
+    """Both weights' arguments are lists (or tuples), one matrix per block each."""
+    for name, value in (("w_in", w_in), ("w_out", w_out)):
+        if not isinstance(value, list | tuple):
+            raise TypeError(
+                f"{name} must be a list of arrays, one per block, got {type(value).__name__}"
+            )
+    if len(w_in) != len(w_out):
+        raise ValueError(
+            f"w_in and w_out must hold one matrix per block each, got {len(w_in)} and {len(w_out)}"
+        )
+
+
+def _check_branches(branches: object, depth: int) -> tuple[str, ...]:
     """One branch kind per block, from one name or a sequence of them."""
-    depth = len(w_in) if isinstance(w_in, list | tuple) else 0
     if isinstance(branches, str):
         return (check_choice("branches", branches, BRANCHES),) * depth
     if not isinstance(branches, list | tuple):
@@ -655,15 +668,6 @@ def _check_block_weights(
     w_in: object, w_out: object, kinds: tuple[str, ...]
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Both lists, one matrix per block, shaped for its branch (stacked alike)."""
-    for name, value in (("w_in", w_in), ("w_out", w_out)):
-        if not isinstance(value, list | tuple):
-            raise TypeError(
-                f"{name} must be a list of arrays, one per block, got {type(value).__name__}"
-            )
-    if len(w_in) != len(w_out):
-        raise ValueError(
-            f"w_in and w_out must hold one matrix per block each, got {len(w_in)} and {len(w_out)}"
-        )
     ins = [check_finite_array(f"w_in[{i}]", w, ndim=(2, 3)) for i, w in enumerate(w_in)]
     outs = [check_finite_array(f"w_out[{i}]", w, ndim=(2, 3)) for i, w in enumerate(w_out)]
     if not ins:
@@ -804,7 +808,7 @@ def block_weights(
     depth = check_positive_int("depth", depth)
     width = check_positive_int("width", width)
     hidden = 4 * width if hidden is None else check_positive_int("hidden", hidden)
-    kinds = _check_branches(branches, [None] * depth)
+    kinds = _check_branches(branches, depth)
     initializer = get_initializer(init)
     key_scale = weight_scale if initializer.scale_is_std else None
 
