@@ -12,6 +12,7 @@ Presets: the explorer's medians over trials agree with `vangrad.simulate` for th
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -293,10 +294,11 @@ def _explorer(
     return page, errors
 
 
-def _readout(page: object) -> list[list[str]]:
+def _readout(page: object, table: str = "#explorer-readout") -> list[list[str]]:
     return page.evaluate(
-        """() => [...document.querySelectorAll('#explorer-readout tr')].map(
-            row => [...row.cells].map(cell => cell.textContent))"""
+        """table => [...document.querySelectorAll(`${table} tr`)].map(
+            row => [...row.cells].map(cell => cell.textContent))""",
+        table,
     )
 
 
@@ -535,4 +537,151 @@ def test_page_weight_with_and_without_the_explorer(
     )
     assert with_explorer <= test_browser.PAGE_WEIGHT_BUDGET
     assert not visit.off_site, visit.off_site
+    page.context.close()
+
+
+# --- the embeds on the problem and cure pages ---
+
+# Each page with an embed, and the line its snippet prints for the embed's setting, as a
+# pattern whose group is the median (on deep-sigmoid, the mean) log10 change from the output
+# to the input: the build-time number the embed's first readout must agree with.
+EMBEDS = {
+    "deep-sigmoid/": r"x1: factor per layer [\d.]+, input/output 10\^(-?[\d.]+)",
+    "initialisation/": r"relu xavier_normal +std +[\d.]+ +-> +[\de.+-]+, grad 10\^(-?[\d.]+)",
+    "batchnorm/": r"sigmoid std 0\.01: with BN +grad 10\^ *(-?[\d.]+)",
+    "residual/": r"sigmoid residual: input/output 10\^ *(-?[\d.]+)",
+}
+EMBED = ".vg-embed .vg-explorer"
+# What an embed may add to a page's first visit: its loader, embed.js, and nothing else.
+EMBED_FIRST_VISIT_BYTES = 4_000
+
+
+def _wait_for_embed(page: object) -> None:
+    page.wait_for_function(
+        f"document.querySelector('{EMBED}')?.dataset.updateMs !== undefined", timeout=60_000
+    )
+
+
+def _explorer_files(page: object) -> dict[str, int]:
+    """The explorer's files among what the page has fetched, with the bytes of each."""
+    entries = page.evaluate(
+        """() => performance.getEntries().filter(e => 'transferSize' in e)
+            .map(e => [new URL(e.name).pathname, e.transferSize])"""
+    )
+    return {
+        path: size
+        for path, size in entries
+        if "/javascripts/explorer/" in path or path.endswith("/explorer.css")
+    }
+
+
+def _without_hide(state: str) -> str:
+    return "&".join(part for part in state.split("&") if not part.startswith("hide="))
+
+
+@pytest.mark.parametrize("path", list(EMBEDS))
+def test_an_embed_loads_on_request_and_agrees_with_its_page(
+    browser: object, server: str, path: str
+) -> None:
+    page, visit = test_browser._open(browser, server + path)
+    # Read, not run: before the reader asks, the page has fetched the loader alone.
+    assert list(_explorer_files(page)) == ["/javascripts/explorer/embed.js"]
+    assert sum(_explorer_files(page).values()) <= EMBED_FIRST_VISIT_BYTES
+    assert not page.workers
+    assert page.locator(".vg-embed").count() == 1
+    state = page.get_attribute(".vg-embed", "data-state")
+    want_link = f"{server}explorer/#{_without_hide(state)}"
+    assert page.get_attribute(".vg-embed .vg-link", "href") == want_link
+    # From the keyboard: the button takes the focus and Enter presses it.
+    page.focus(".vg-embed button")
+    page.keyboard.press("Enter")
+    _wait_for_embed(page)
+    assert page.evaluate(f"document.querySelector('{EMBED}').dataset.state") == state
+    hidden = page.evaluate(
+        f"""() => [...document.querySelectorAll('{EMBED} [data-control]')]
+            .filter(el => el.hidden).map(el => el.dataset.control)"""
+    )
+    hide = dict(part.split("=") for part in state.split("&"))["hide"].split(",")
+    assert sorted(hidden) == sorted(hide)
+    assert page.locator(f"{EMBED} .vg-presets").count() == 0
+    assert page.evaluate("document.activeElement.closest('.vg-field') !== null")
+    rows = _readout(page, f"{EMBED} table.vg-readout")[1:]
+    values = [[float(v.replace("\u2212", "-")) for v in row[1:]] for row in rows]
+    through = values[0][0] - values[-1][0]
+    spread = values[0][2] - values[0][1]  # the output's norm is the same in every trial
+    printed = re.search(EMBEDS[path], page.inner_text(".md-content"))
+    assert printed, f"{path}: the page no longer prints its embed's number"
+    number = printed[1]
+    rounding = 0.5 * 10 ** -len(number.partition(".")[2])
+    difference = abs(through - float(number))
+    print(
+        f"\n{path}: embed 10^{through:.3f} (quartiles' spread {spread:.3f}), "
+        f"page 10^{number}; difference {difference:.3f}"
+    )
+    assert difference <= spread + rounding, (path, through, number, spread)
+    # The link follows the embed's settings and opens the explorer at the same view.
+    link = page.get_attribute(f"{EMBED} .vg-link", "href")
+    assert link == want_link
+    explorer, errors = _explorer(browser, link)
+    assert _readout(explorer)[1:] == rows
+    assert not errors, errors
+    explorer.context.close()
+    assert not visit.errors, visit.errors
+    assert not visit.off_site, visit.off_site
+    page.context.close()
+
+
+def test_embeds_work_across_materials_instant_navigation(browser: object, server: str) -> None:
+    page, visit = test_browser._start(browser, "about:blank")
+
+    # Material navigates instantly to the pages its sitemap names, matched by protocol, host
+    # and port; the sitemap names the site at its site_url, the test server is elsewhere.
+    def sitemap(route: object) -> None:
+        body = route.fetch().text()
+        pages = re.findall(r"<loc>(.*?)</loc>", body)
+        site_url = min(pages, key=len)  # the home page's address is the site's
+        route.fulfill(body=body.replace(site_url, server), content_type="application/xml")
+
+    page.route("**/sitemap.xml", sitemap)
+    page.goto(server)
+    test_browser._settle(page, visit)
+    page.evaluate("window.vgSamePage = true")  # gone if a link reloaded the page
+    for path in ("deep-sigmoid/", "residual/"):
+        page.locator(f".md-nav a[href$='{path}']").first.click()
+        page.wait_for_url(f"**/{path}")
+        page.locator(".vg-embed button").click()
+        _wait_for_embed(page)
+        assert page.evaluate("window.vgSamePage"), "the link reloaded the page"
+        assert len(_readout(page, f"{EMBED} table.vg-readout")) > 2, path
+    assert not visit.errors, visit.errors
+    page.context.close()
+
+
+@pytest.mark.parametrize("path", list(EMBEDS))
+def test_embeds_are_readable_in_dark_mode_on_a_phone(
+    browser: object, server: str, path: str
+) -> None:
+    phone = {"width": 390, "height": 844}
+    page = browser.new_context(color_scheme="dark", viewport=phone).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server + path)
+    page.locator(".vg-embed button").click()
+    _wait_for_embed(page)
+    colours = page.evaluate(
+        f"""() => ({{background: getComputedStyle(document.body).backgroundColor,
+            lines: [...document.querySelectorAll('{EMBED} .vg-line')]
+                .map(line => getComputedStyle(line).stroke),
+            text: getComputedStyle(document.querySelector('{EMBED} .vg-axes text')).fill}})"""
+    )
+    assert colours["lines"]
+    for colour in [*colours["lines"], colours["text"]]:
+        assert test_browser._contrast(colour, colours["background"]) >= 3, colours
+    assert test_browser._contrast(colours["text"], colours["background"]) >= 4.5, colours
+    assert page.evaluate("document.documentElement.scrollWidth") <= phone["width"]
+    test_browser.SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".vg-embed").screenshot(
+        path=test_browser._screenshot_name(path, "-embed-dark-phone")
+    )
+    assert not errors, errors
     page.context.close()
