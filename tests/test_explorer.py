@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -511,29 +512,28 @@ def test_readable_in_dark_mode_and_on_a_phone(
     page.context.close()
 
 
-def test_page_weight_with_and_without_the_explorer(
-    browser: object,
-    server: str,
-    built_site: Path,
-) -> None:
+def _own_bytes(visit: object) -> dict[str, int]:
+    """The explorer's files among what a visit fetched (its workers' too), bytes of each."""
+    weights = {}
+    for url, request in visit.answered.items():
+        path = urlparse(url).path
+        if "/javascripts/explorer/" in path or path.endswith("/explorer.css"):
+            weights[path] = len(request.response().body()) + request.sizes()["responseHeadersSize"]
+    return weights
+
+
+def test_page_weight_with_and_without_the_explorer(browser: object, server: str) -> None:
     page, visit = test_browser._open(browser, server + "explorer/")
     page.wait_for_function("document.querySelector('#explorer')?.dataset.state !== undefined")
-    entries = page.evaluate(
-        """() => performance.getEntries().filter(e => 'transferSize' in e)
-            .map(e => [new URL(e.name).pathname, Math.max(e.transferSize, e.encodedBodySize)])"""
-    )
-    own = {
-        path: size
-        for path, size in entries
-        if "/javascripts/explorer/" in path or path.endswith("/explorer.css")
-    }
-    # The worker loads its module in its own realm: its bytes are not among the page's entries.
-    worker = (built_site / "javascripts" / "explorer" / "worker.js").stat().st_size
-    with_explorer = visit.bytes + worker
-    without = with_explorer - sum(own.values()) - worker
+    page.wait_for_load_state("networkidle")
+    with_explorer = visit.weigh()
+    own = _own_bytes(visit)
+    # The workers' script comes in with the rest, counted from the network.
+    assert "/javascripts/explorer/worker.js" in own, own
+    without = with_explorer - sum(own.values())
     print(
         f"\nexplorer page: {with_explorer:,} bytes with the explorer, {without:,} without; "
-        f"the explorer's scripts and styles: {sum(own.values()) + worker:,} bytes"
+        f"the explorer's scripts and styles: {sum(own.values()):,} bytes"
     )
     assert with_explorer <= test_browser.PAGE_WEIGHT_BUDGET
     assert not visit.off_site, visit.off_site
@@ -562,19 +562,6 @@ def _wait_for_embed(page: object) -> None:
     )
 
 
-def _explorer_files(page: object) -> dict[str, int]:
-    """The explorer's files among what the page has fetched, with the bytes of each."""
-    entries = page.evaluate(
-        """() => performance.getEntries().filter(e => 'transferSize' in e)
-            .map(e => [new URL(e.name).pathname, e.transferSize])"""
-    )
-    return {
-        path: size
-        for path, size in entries
-        if "/javascripts/explorer/" in path or path.endswith("/explorer.css")
-    }
-
-
 def _without_hide(state: str) -> str:
     return "&".join(part for part in state.split("&") if not part.startswith("hide="))
 
@@ -585,8 +572,9 @@ def test_an_embed_loads_on_request_and_agrees_with_its_page(
 ) -> None:
     page, visit = test_browser._open(browser, server + path)
     # Read, not run: before the reader asks, the page has fetched the loader alone.
-    assert list(_explorer_files(page)) == ["/javascripts/explorer/embed.js"]
-    assert sum(_explorer_files(page).values()) <= EMBED_FIRST_VISIT_BYTES
+    first_visit = visit.bytes
+    assert list(_own_bytes(visit)) == ["/javascripts/explorer/embed.js"]
+    assert sum(_own_bytes(visit).values()) <= EMBED_FIRST_VISIT_BYTES
     assert not page.workers
     assert page.locator(".vg-embed").count() == 1
     state = page.get_attribute(".vg-embed", "data-state")
@@ -596,6 +584,8 @@ def test_an_embed_loads_on_request_and_agrees_with_its_page(
     page.focus(".vg-embed button")
     page.keyboard.press("Enter")
     _wait_for_embed(page)
+    page.wait_for_load_state("networkidle")
+    print(f"\n{path}: {first_visit:,} bytes on a first visit, {visit.weigh():,} once run")
     assert page.evaluate(f"document.querySelector('{EMBED}').dataset.state") == state
     hidden = page.evaluate(
         f"""() => [...document.querySelectorAll('{EMBED} [data-control]')]
@@ -615,7 +605,7 @@ def test_an_embed_loads_on_request_and_agrees_with_its_page(
     rounding = 0.5 * 10 ** -len(number.partition(".")[2])
     difference = abs(through - float(number))
     print(
-        f"\n{path}: embed 10^{through:.3f} (quartiles' spread {spread:.3f}), "
+        f"{path}: embed 10^{through:.3f} (quartiles' spread {spread:.3f}), "
         f"page 10^{number}; difference {difference:.3f}"
     )
     assert difference <= spread + rounding, (path, through, number, spread)
