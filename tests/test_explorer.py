@@ -415,6 +415,75 @@ def test_controls_work_from_the_keyboard_and_update_the_url(
     page.context.close()
 
 
+def _controls(page: object) -> dict[str, str]:
+    return page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#explorer [name]')]
+            .map(el => [el.name, el.type === 'checkbox' ? (el.checked ? '1' : '0') : el.value]))"""
+    )
+
+
+def _shows(page: object, state: str) -> None:
+    """Wait until the page's explorer shows `state`, table filled, and goes on showing it.
+
+    A hash change makes Material's instant navigation fetch the page and put its content back,
+    with a new explorer in it, while the old one may already have shown the new state: what
+    counts is the explorer left in the page, once it has shown the state for half a second.
+    """
+    page.evaluate("window.vgShown = null")
+    page.wait_for_function(
+        """state => {
+            const root = document.querySelector('#explorer');
+            const depth = Number(new URLSearchParams(state).get('depth'));
+            const shown = root && root.dataset.busy === '0' && root.dataset.state === state
+                && root.querySelectorAll('#explorer-readout tbody tr').length === depth + 1;
+            if (!shown || window.vgShown?.root !== root) {
+                window.vgShown = shown ? {root, since: performance.now()} : null;
+                return false;
+            }
+            return performance.now() - window.vgShown.since > 500;
+        }""",
+        arg=state,
+        polling=50,
+    )
+
+
+def test_the_url_hash_follows_the_controls_and_the_controls_follow_the_hash(
+    browser: object,
+    server: str,
+) -> None:
+    page, errors = _explorer(browser, server + "explorer/")
+    # A control moved: the hash is the issue's form, in its order, at once.
+    _change(page, "width", "48")
+    wider = DEFAULT_STATE.replace("width=32", "width=48")
+    assert page.evaluate("location.hash") == "#" + wider
+    wider_readout = _readout(page)
+    # The hash edited (as a reader edits the address, or a link on the page sets it): the
+    # controls and the readout follow.
+    edited = "activation=tanh&init=xavier_normal&gain=1.5&depth=20&width=16&batch=8&trials=4"
+    edited += "&seed=3&batchnorm=1&residual=post&loss=random"
+    page.evaluate(f"location.hash = '#{edited}'")
+    _shows(page, edited)
+    want = dict(part.split("=") for part in edited.split("&"))
+    assert _controls(page) == want
+    edited_readout = _readout(page)
+    assert len(edited_readout) == 1 + 21
+    fresh, fresh_errors = _explorer(browser, f"{server}explorer/#{edited}")
+    assert _readout(fresh) == edited_readout  # the same view as a link to it opens
+    fresh.context.close()
+    # Back and forward walk through the hashes, and the view follows each.
+    views = {"back": (wider, wider_readout), "forward": (edited, edited_readout)}
+    for move, (state, readout) in views.items():
+        page.evaluate(f"history.{move}()")
+        _shows(page, state)
+        assert page.evaluate("location.hash") == "#" + state
+        controls = {"loss": "sum", **dict(part.split("=") for part in state.split("&"))}
+        assert _controls(page) == controls, move
+        assert _readout(page) == readout, move
+    assert not errors, errors
+    assert not fresh_errors, fresh_errors
+    page.context.close()
+
+
 # Changes a reader makes at the defaults, each from the one before; the first two warm up.
 CHANGES = [
     ("activation", "tanh"),
