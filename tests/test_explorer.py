@@ -270,6 +270,27 @@ def test_the_presets_agree_with_simulate_within_the_spread_over_trials(
         assert agree, (preset["label"], ratio)
 
 
+def test_networks_rescaled_in_place_are_the_networks_drawn_afresh(engine_page: object) -> None:
+    """A change of initialiser or gain rescales the kept weights: the result is a fresh run's."""
+    settings = {"depth": 12, "width": 16, "batch": 8, "trials": 3}
+    same = engine_page.evaluate(
+        """async size => {
+            const {DEFAULTS, Networks} = await import('/javascripts/explorer/simulate.js');
+            const kept = new Networks();
+            const steps = [{}, {init: 'xavier_uniform'}, {gain: 0.5}, {init: 'orthogonal'},
+                {init: 'he_normal', gain: 2}, {}];
+            return steps.map(step => {
+                const s = {...DEFAULTS, ...size, ...step};
+                const norms = networks => networks.run(s, 0, s.trials)
+                    .map(r => [...r.log10GradNorms, ...r.log10WeightGradNorms]);
+                return JSON.stringify(norms(kept)) === JSON.stringify(norms(new Networks()));
+            });
+        }""",
+        settings,
+    )
+    assert all(same), same
+
+
 # --- the page, as the site serves it ---
 
 DEFAULT_STATE = (
