@@ -12,10 +12,12 @@ Presets: the explorer's medians over trials agree with `vangrad.simulate` for th
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import pytest
@@ -268,6 +270,27 @@ def test_the_presets_agree_with_simulate_within_the_spread_over_trials(
         assert agree, (preset["label"], ratio)
 
 
+def test_networks_rescaled_in_place_are_the_networks_drawn_afresh(engine_page: object) -> None:
+    """A change of initialiser or gain rescales the kept weights: the result is a fresh run's."""
+    settings = {"depth": 12, "width": 16, "batch": 8, "trials": 3}
+    same = engine_page.evaluate(
+        """async size => {
+            const {DEFAULTS, Networks} = await import('/javascripts/explorer/simulate.js');
+            const kept = new Networks();
+            const steps = [{}, {init: 'xavier_uniform'}, {gain: 0.5}, {init: 'orthogonal'},
+                {init: 'he_normal', gain: 2}, {}];
+            return steps.map(step => {
+                const s = {...DEFAULTS, ...size, ...step};
+                const norms = networks => networks.run(s, 0, s.trials)
+                    .map(r => [...r.log10GradNorms, ...r.log10WeightGradNorms]);
+                return JSON.stringify(norms(kept)) === JSON.stringify(norms(new Networks()));
+            });
+        }""",
+        settings,
+    )
+    assert all(same), same
+
+
 # --- the page, as the site serves it ---
 
 DEFAULT_STATE = (
@@ -293,10 +316,11 @@ def _explorer(
     return page, errors
 
 
-def _readout(page: object) -> list[list[str]]:
+def _readout(page: object, table: str = "#explorer-readout") -> list[list[str]]:
     return page.evaluate(
-        """() => [...document.querySelectorAll('#explorer-readout tr')].map(
-            row => [...row.cells].map(cell => cell.textContent))"""
+        """table => [...document.querySelectorAll(`${table} tr`)].map(
+            row => [...row.cells].map(cell => cell.textContent))""",
+        table,
     )
 
 
@@ -412,6 +436,75 @@ def test_controls_work_from_the_keyboard_and_update_the_url(
     page.context.close()
 
 
+def _controls(page: object) -> dict[str, str]:
+    return page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('#explorer [name]')]
+            .map(el => [el.name, el.type === 'checkbox' ? (el.checked ? '1' : '0') : el.value]))"""
+    )
+
+
+def _shows(page: object, state: str) -> None:
+    """Wait until the page's explorer shows `state`, table filled, and goes on showing it.
+
+    A hash change makes Material's instant navigation fetch the page and put its content back,
+    with a new explorer in it, while the old one may already have shown the new state: what
+    counts is the explorer left in the page, once it has shown the state for half a second.
+    """
+    page.evaluate("window.vgShown = null")
+    page.wait_for_function(
+        """state => {
+            const root = document.querySelector('#explorer');
+            const depth = Number(new URLSearchParams(state).get('depth'));
+            const shown = root && root.dataset.busy === '0' && root.dataset.state === state
+                && root.querySelectorAll('#explorer-readout tbody tr').length === depth + 1;
+            if (!shown || window.vgShown?.root !== root) {
+                window.vgShown = shown ? {root, since: performance.now()} : null;
+                return false;
+            }
+            return performance.now() - window.vgShown.since > 500;
+        }""",
+        arg=state,
+        polling=50,
+    )
+
+
+def test_the_url_hash_follows_the_controls_and_the_controls_follow_the_hash(
+    browser: object,
+    server: str,
+) -> None:
+    page, errors = _explorer(browser, server + "explorer/")
+    # A control moved: the hash is the issue's form, in its order, at once.
+    _change(page, "width", "48")
+    wider = DEFAULT_STATE.replace("width=32", "width=48")
+    assert page.evaluate("location.hash") == "#" + wider
+    wider_readout = _readout(page)
+    # The hash edited (as a reader edits the address, or a link on the page sets it): the
+    # controls and the readout follow.
+    edited = "activation=tanh&init=xavier_normal&gain=1.5&depth=20&width=16&batch=8&trials=4"
+    edited += "&seed=3&batchnorm=1&residual=post&loss=random"
+    page.evaluate(f"location.hash = '#{edited}'")
+    _shows(page, edited)
+    want = dict(part.split("=") for part in edited.split("&"))
+    assert _controls(page) == want
+    edited_readout = _readout(page)
+    assert len(edited_readout) == 1 + 21
+    fresh, fresh_errors = _explorer(browser, f"{server}explorer/#{edited}")
+    assert _readout(fresh) == edited_readout  # the same view as a link to it opens
+    fresh.context.close()
+    # Back and forward walk through the hashes, and the view follows each.
+    views = {"back": (wider, wider_readout), "forward": (edited, edited_readout)}
+    for move, (state, readout) in views.items():
+        page.evaluate(f"history.{move}()")
+        _shows(page, state)
+        assert page.evaluate("location.hash") == "#" + state
+        controls = {"loss": "sum", **dict(part.split("=") for part in state.split("&"))}
+        assert _controls(page) == controls, move
+        assert _readout(page) == readout, move
+    assert not errors, errors
+    assert not fresh_errors, fresh_errors
+    page.context.close()
+
+
 # Changes a reader makes at the defaults, each from the one before; the first two warm up.
 CHANGES = [
     ("activation", "tanh"),
@@ -509,30 +602,166 @@ def test_readable_in_dark_mode_and_on_a_phone(
     page.context.close()
 
 
-def test_page_weight_with_and_without_the_explorer(
-    browser: object,
-    server: str,
-    built_site: Path,
-) -> None:
+def _own_bytes(visit: object) -> dict[str, int]:
+    """The explorer's files among what a visit fetched (its workers' too), bytes of each."""
+    weights = {}
+    for url, request in visit.answered.items():
+        path = urlparse(url).path
+        if "/javascripts/explorer/" in path or path.endswith("/explorer.css"):
+            weights[path] = len(request.response().body()) + request.sizes()["responseHeadersSize"]
+    return weights
+
+
+def test_page_weight_with_and_without_the_explorer(browser: object, server: str) -> None:
     page, visit = test_browser._open(browser, server + "explorer/")
     page.wait_for_function("document.querySelector('#explorer')?.dataset.state !== undefined")
-    entries = page.evaluate(
-        """() => performance.getEntries().filter(e => 'transferSize' in e)
-            .map(e => [new URL(e.name).pathname, Math.max(e.transferSize, e.encodedBodySize)])"""
-    )
-    own = {
-        path: size
-        for path, size in entries
-        if "/javascripts/explorer/" in path or path.endswith("/explorer.css")
-    }
-    # The worker loads its module in its own realm: its bytes are not among the page's entries.
-    worker = (built_site / "javascripts" / "explorer" / "worker.js").stat().st_size
-    with_explorer = visit.bytes + worker
-    without = with_explorer - sum(own.values()) - worker
+    page.wait_for_load_state("networkidle")
+    with_explorer = visit.weigh()
+    own = _own_bytes(visit)
+    # The workers' script comes in with the rest, counted from the network.
+    assert "/javascripts/explorer/worker.js" in own, own
+    without = with_explorer - sum(own.values())
     print(
         f"\nexplorer page: {with_explorer:,} bytes with the explorer, {without:,} without; "
-        f"the explorer's scripts and styles: {sum(own.values()) + worker:,} bytes"
+        f"the explorer's scripts and styles: {sum(own.values()):,} bytes"
     )
     assert with_explorer <= test_browser.PAGE_WEIGHT_BUDGET
     assert not visit.off_site, visit.off_site
+    page.context.close()
+
+
+# --- the embeds on the problem and cure pages ---
+
+# Each page with an embed, and the line its snippet prints for the embed's setting, as a
+# pattern whose group is the median (on deep-sigmoid, the mean) log10 change from the output
+# to the input: the build-time number the embed's first readout must agree with.
+EMBEDS = {
+    "deep-sigmoid/": r"x1: factor per layer [\d.]+, input/output 10\^(-?[\d.]+)",
+    "initialisation/": r"relu xavier_normal +std +[\d.]+ +-> +[\de.+-]+, grad 10\^(-?[\d.]+)",
+    "batchnorm/": r"sigmoid std 0\.01: with BN +grad 10\^ *(-?[\d.]+)",
+    "residual/": r"sigmoid residual: input/output 10\^ *(-?[\d.]+)",
+}
+EMBED = ".vg-embed .vg-explorer"
+# What an embed may add to a page's first visit: its loader, embed.js, and nothing else.
+EMBED_FIRST_VISIT_BYTES = 4_000
+
+
+def _wait_for_embed(page: object) -> None:
+    page.wait_for_function(
+        f"document.querySelector('{EMBED}')?.dataset.updateMs !== undefined", timeout=60_000
+    )
+
+
+def _without_hide(state: str) -> str:
+    return "&".join(part for part in state.split("&") if not part.startswith("hide="))
+
+
+@pytest.mark.parametrize("path", list(EMBEDS))
+def test_an_embed_loads_on_request_and_agrees_with_its_page(
+    browser: object, server: str, path: str
+) -> None:
+    page, visit = test_browser._open(browser, server + path)
+    # Read, not run: before the reader asks, the page has fetched the loader alone.
+    first_visit = visit.bytes
+    assert list(_own_bytes(visit)) == ["/javascripts/explorer/embed.js"]
+    assert sum(_own_bytes(visit).values()) <= EMBED_FIRST_VISIT_BYTES
+    assert not page.workers
+    assert page.locator(".vg-embed").count() == 1
+    state = page.get_attribute(".vg-embed", "data-state")
+    want_link = f"{server}explorer/#{_without_hide(state)}"
+    assert page.get_attribute(".vg-embed .vg-link", "href") == want_link
+    # From the keyboard: the button takes the focus and Enter presses it.
+    page.focus(".vg-embed button")
+    page.keyboard.press("Enter")
+    _wait_for_embed(page)
+    page.wait_for_load_state("networkidle")
+    print(f"\n{path}: {first_visit:,} bytes on a first visit, {visit.weigh():,} once run")
+    assert page.evaluate(f"document.querySelector('{EMBED}').dataset.state") == state
+    hidden = page.evaluate(
+        f"""() => [...document.querySelectorAll('{EMBED} [data-control]')]
+            .filter(el => el.hidden).map(el => el.dataset.control)"""
+    )
+    hide = dict(part.split("=") for part in state.split("&"))["hide"].split(",")
+    assert sorted(hidden) == sorted(hide)
+    assert page.locator(f"{EMBED} .vg-presets").count() == 0
+    assert page.evaluate("document.activeElement.closest('.vg-field') !== null")
+    rows = _readout(page, f"{EMBED} table.vg-readout")[1:]
+    values = [[float(v.replace("\u2212", "-")) for v in row[1:]] for row in rows]
+    through = values[0][0] - values[-1][0]
+    spread = values[0][2] - values[0][1]  # the output's norm is the same in every trial
+    printed = re.search(EMBEDS[path], page.inner_text(".md-content"))
+    assert printed, f"{path}: the page no longer prints its embed's number"
+    number = printed[1]
+    rounding = 0.5 * 10 ** -len(number.partition(".")[2])
+    difference = abs(through - float(number))
+    print(
+        f"{path}: embed 10^{through:.3f} (quartiles' spread {spread:.3f}), "
+        f"page 10^{number}; difference {difference:.3f}"
+    )
+    assert difference <= spread + rounding, (path, through, number, spread)
+    # The link follows the embed's settings and opens the explorer at the same view.
+    link = page.get_attribute(f"{EMBED} .vg-link", "href")
+    assert link == want_link
+    explorer, errors = _explorer(browser, link)
+    assert _readout(explorer)[1:] == rows
+    assert not errors, errors
+    explorer.context.close()
+    assert not visit.errors, visit.errors
+    assert not visit.off_site, visit.off_site
+    page.context.close()
+
+
+def test_embeds_work_across_materials_instant_navigation(browser: object, server: str) -> None:
+    page, visit = test_browser._start(browser, "about:blank")
+
+    # Material navigates instantly to the pages its sitemap names, matched by protocol, host
+    # and port; the sitemap names the site at its site_url, the test server is elsewhere.
+    def sitemap(route: object) -> None:
+        body = route.fetch().text()
+        pages = re.findall(r"<loc>(.*?)</loc>", body)
+        site_url = min(pages, key=len)  # the home page's address is the site's
+        route.fulfill(body=body.replace(site_url, server), content_type="application/xml")
+
+    page.route("**/sitemap.xml", sitemap)
+    page.goto(server)
+    test_browser._settle(page, visit)
+    page.evaluate("window.vgSamePage = true")  # gone if a link reloaded the page
+    for path in ("deep-sigmoid/", "residual/"):
+        page.locator(f".md-nav a[href$='{path}']").first.click()
+        page.wait_for_url(f"**/{path}")
+        page.locator(".vg-embed button").click()
+        _wait_for_embed(page)
+        assert page.evaluate("window.vgSamePage"), "the link reloaded the page"
+        assert len(_readout(page, f"{EMBED} table.vg-readout")) > 2, path
+    assert not visit.errors, visit.errors
+    page.context.close()
+
+
+@pytest.mark.parametrize("path", list(EMBEDS))
+def test_embeds_are_readable_in_dark_mode_on_a_phone(
+    browser: object, server: str, path: str
+) -> None:
+    phone = {"width": 390, "height": 844}
+    page = browser.new_context(color_scheme="dark", viewport=phone).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server + path)
+    page.locator(".vg-embed button").click()
+    _wait_for_embed(page)
+    colours = page.evaluate(
+        f"""() => ({{background: getComputedStyle(document.body).backgroundColor,
+            lines: [...document.querySelectorAll('{EMBED} .vg-line')]
+                .map(line => getComputedStyle(line).stroke),
+            text: getComputedStyle(document.querySelector('{EMBED} .vg-axes text')).fill}})"""
+    )
+    assert colours["lines"]
+    for colour in [*colours["lines"], colours["text"]]:
+        assert test_browser._contrast(colour, colours["background"]) >= 3, colours
+    assert test_browser._contrast(colours["text"], colours["background"]) >= 4.5, colours
+    assert page.evaluate("document.documentElement.scrollWidth") <= phone["width"]
+    test_browser.SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".vg-embed").screenshot(
+        path=test_browser._screenshot_name(path, "-embed-dark-phone")
+    )
+    assert not errors, errors
     page.context.close()

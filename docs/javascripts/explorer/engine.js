@@ -255,10 +255,9 @@ export function drawRaw(rng, init, fanIn, fanOut) {
   return INITIALIZERS[init].distribution === "uniform" ? rng.fillUniform(out) : rng.fillNormal(out);
 }
 
-/** Weights from a raw draw, as Initializer.sample computes them from numpy's draw. */
-export function scaleWeights(raw, init, fanIn, fanOut, scale) {
+/** Weights from a raw draw, as Initializer.sample computes them from numpy's draw (into `w`). */
+export function scaleWeights(raw, init, fanIn, fanOut, scale, w = new Float64Array(raw.length)) {
   const rule = INITIALIZERS[init];
-  const w = new Float64Array(raw.length);
   if (rule.distribution === "orthogonal") {
     orthogonalise(raw, w, fanIn, fanOut);
     for (let i = 0; i < w.length; i++) w[i] *= scale;

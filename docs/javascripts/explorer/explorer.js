@@ -5,7 +5,9 @@
 //   #activation=relu&init=he_normal&gain=1&depth=60&width=64&batch=32&trials=8&seed=1&batchnorm=0&residual=0
 // (then loss=random and hide=name,name when they are given), so that a link reproduces a view
 // and a teacher can hide controls; an embed on another page starts from its data-state, in the
-// same form. The networks run in Web Workers (worker.js), a share of the trials each.
+// same form, without the presets, and links to the explorer page at its current settings
+// (embed.js loads it on the reader's request). The networks run in Web Workers (worker.js), a
+// share of the trials each.
 
 import { ACTIVATIONS, INITIALIZERS, quantile } from "./engine.js";
 import { DEFAULTS } from "./simulate.js";
@@ -28,6 +30,7 @@ const RESIDUALS = {
   post: "post-activation: h = phi(h + z) (He et al. 2016)",
 };
 const LOSSES = { sum: "sum of the outputs (ones)", random: "random (standard normal, scaled)" };
+const EXPLORER_PAGE = new URL("../../explorer/", import.meta.url);
 
 export const PRESETS = [
   { label: "60 ReLU layers, Glorot", state: { activation: "relu", init: "xavier_normal" } },
@@ -347,9 +350,10 @@ class Explorer {
       this.inputs[control.name] = input;
       input.addEventListener(control.type === "range" || control.type === "number" ? "input" : "change", () => this.read(control.name));
     }
-    const presets = html("div", { class: "vg-presets", role: "group", "aria-label": "Presets" }, root);
+    // An embed shows one page's experiment; the presets are the explorer page's.
+    const presets = html("div", { class: "vg-presets", role: "group", "aria-label": "Presets" }, this.inHash ? root : null);
     html("span", {}, presets, "Presets: ");
-    for (const preset of PRESETS) {
+    for (const preset of this.inHash ? PRESETS : []) {
       const button = html("button", { type: "button", class: "md-button" }, presets, preset.label);
       button.addEventListener("click", () => {
         this.state = { ...parseState(""), ...preset.state, hide: this.state.hide };
@@ -382,7 +386,8 @@ class Explorer {
     const head = html("tr", {}, html("thead", {}, table));
     for (const title of ["layer l", "median log10 ||g_l||", "lower quartile", "upper quartile"]) html("th", { scope: "col" }, head, title);
     this.body = html("tbody", {}, table);
-    this.link = html("a", { class: "vg-link" }, html("p", {}, root, "Link to this view: "), "");
+    const linkRow = html("p", {}, root, this.inHash ? "Link to this view: " : "");
+    this.link = html("a", { class: "vg-link" }, linkRow, "");
   }
 
   show() {
@@ -416,8 +421,9 @@ class Explorer {
     const s = this.state;
     const text = formatState(s);
     if (this.inHash) history.replaceState(history.state, "", `#${text}`);
-    this.link.href = `${location.origin}${location.pathname.replace(/[^/]*$/, "")}${this.inHash ? "" : "../explorer/"}#${text}`;
-    this.link.textContent = this.inHash ? `#${text}` : "open in the explorer";
+    // An embed's link opens the explorer page at the same settings, every control in view.
+    this.link.href = this.inHash ? `#${text}` : `${EXPLORER_PAGE.href}#${formatState({ ...s, hide: [] })}`;
+    this.link.textContent = this.inHash ? `#${text}` : "open these settings in the explorer";
     const started = performance.now();
     this.root.dataset.busy = "1";
     const slow = setTimeout(() => (this.progress.hidden = false), 150);
@@ -487,7 +493,8 @@ class Explorer {
   }
 }
 
-function mountAll() {
+/** Make every .vg-explorer element of the document that is not one yet an explorer. */
+export function mountAll() {
   for (const root of document.querySelectorAll(".vg-explorer:not(.vg-explorer-ready)")) {
     if (!pool) {
       root.textContent = "The explorer needs a browser with Web Workers.";

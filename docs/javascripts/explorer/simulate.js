@@ -36,8 +36,11 @@ export const DEFAULTS = {
 
 export class Networks {
   constructor() {
-    this.raw = new Map(); // `${kind}|${width}|${seed}|${trial}|${layer}` -> raw draw
-    this.weights = new Map(); // `${init}|${gain}|${width}|${seed}|${trial}|${layer}` -> [W, W^T]
+    this.raw = new Map(); // `${kind}|${trial}|${layer}` -> raw draw, of the family's width and seed
+    // `${trial}|${layer}` -> [W, W^T, the initialiser and gain they were scaled for]. A change
+    // of initialiser or gain rescales them in place: a gain slider's every step would
+    // otherwise allocate two matrices per layer and network, and the collector would run.
+    this.weights = new Map();
     this.family = null;
   }
 
@@ -49,28 +52,33 @@ export class Networks {
       this.weights.clear();
       this.family = family;
     }
-    const scaled = `${init}|${gain}`;
-    if (scaled !== this.scaled) {
-      this.weights.clear();
-      this.scaled = scaled;
+    this.scaled = `${init}|${gain}`;
+  }
+
+  // The raw draw behind layer `layer` of trial `trial`: standard normals or uniforms.
+  rawDraw(s, trial, layer) {
+    const kind = INITIALIZERS[s.init].distribution === "uniform" ? "uniform" : "normal";
+    const key = `${kind}|${trial}|${layer}`;
+    let raw = this.raw.get(key);
+    if (!raw) {
+      const init = kind === "uniform" ? "xavier_uniform" : "xavier_normal";
+      raw = drawRaw(new Random(s.seed, trial, layer, kind === "uniform" ? 1 : 2), init, s.width, s.width);
+      if (this.keep) this.raw.set(key, raw);
     }
+    return raw;
   }
 
   layer(s, trial, layer) {
     const key = `${trial}|${layer}`;
     let pair = this.weights.get(key);
     if (!pair) {
-      const kind = INITIALIZERS[s.init].distribution === "uniform" ? "uniform" : "normal";
-      const rawKey = `${kind}|${key}`;
-      let raw = this.raw.get(rawKey);
-      if (!raw) {
-        const init = kind === "uniform" ? "xavier_uniform" : "xavier_normal";
-        raw = drawRaw(new Random(s.seed, trial, layer, kind === "uniform" ? 1 : 2), init, s.width, s.width);
-        if (this.keep) this.raw.set(rawKey, raw);
-      }
-      const w = scaleWeights(raw, s.init, s.width, s.width, s.gain);
-      pair = [w, transpose(w, s.width, s.width)];
+      const w = scaleWeights(this.rawDraw(s, trial, layer), s.init, s.width, s.width, s.gain);
+      pair = [w, transpose(w, s.width, s.width), this.scaled];
       if (this.keep) this.weights.set(key, pair);
+    } else if (pair[2] !== this.scaled) {
+      scaleWeights(this.rawDraw(s, trial, layer), s.init, s.width, s.width, s.gain, pair[0]);
+      transpose(pair[0], s.width, s.width, pair[1]);
+      pair[2] = this.scaled;
     }
     return pair;
   }
