@@ -391,6 +391,18 @@ def test_a_weight_gradient_that_would_overflow_in_a_chunk_is_run_again() -> None
     assert_same_results(fast_flow, reference)
 
 
+def test_a_weight_gradient_that_would_underflow_in_a_chunk_is_run_again() -> None:
+    # Found by hypothesis: in float32, 100 leaky-ReLU layers of one unit with residual="post"
+    # shrink the layers' inputs towards float32's smallest while the gradient, unscaled over
+    # a chunk, drifts far below 1; their product h^T dz underflowed to exactly 0 where the
+    # reference's rescaled gradient gives a finite log10 norm (near -165).
+    rng = np.random.default_rng(4)
+    x = rng.random((2, 1)).astype(np.float32)
+    weights = [rng.normal(size=(1, 1)).astype(np.float32) for _ in range(100)]
+    fast_flow, reference = both(x, weights, get_activation("leaky_relu"), residual="post")
+    assert_same_results(fast_flow, reference, rtol=1e-5, atol=1e-5)
+
+
 def test_weight_grad_norms_from_gram_matrices_give_the_reference_results() -> None:
     rng = np.random.default_rng(8)
     width, batch = 256, 64

@@ -818,11 +818,12 @@ class _Backward:
         forward, base, dtype = self.forward, self.scale, self.dtype
         layers = list(reversed(chunk))  # the order of gs, dzs and dbs
         norms = frobenius_norms(_stacked(gs))  # (len(chunk), *stack), top layer first
-        bias_norms = weight_norms = dw_all = None
+        bias_norms = weight_norms = dw_all = zero_inputs = None
         if dbs:
             bias_norms = frobenius_norms(_stacked(dbs))
         if dzs:
             h_in = _stacked([forward.inputs[layer] for layer in layers])
+            zero_inputs = frobenius_norms(h_in) == 0
             dz_all = _stacked(dzs)
             if not self.keep_grads:
                 weight_norms = _gram_norms(h_in, dz_all)
@@ -832,7 +833,7 @@ class _Backward:
                 out = self.buffers.take(shape, dtype, gs[-1], *dzs)
                 dw_all = np.matmul(h_t, dz_all, out=out)
                 weight_norms = frobenius_norms(dw_all)
-        if check and not self._in_range(norms, bias_norms, weight_norms):
+        if check and not self._in_range(norms, bias_norms, weight_norms, zero_inputs):
             return False
 
         span = slice(chunk.start, chunk.stop)
@@ -860,7 +861,11 @@ class _Backward:
         return True
 
     def _in_range(
-        self, norms: np.ndarray, bias_norms: np.ndarray | None, weight_norms: np.ndarray | None
+        self,
+        norms: np.ndarray,
+        bias_norms: np.ndarray | None,
+        weight_norms: np.ndarray | None,
+        zero_inputs: np.ndarray | None,
     ) -> bool:
         """Whether a chunk's unscaled gradients lost nothing to the float range.
 
@@ -868,17 +873,24 @@ class _Backward:
         gradient was already 0 before the chunk (a gradient that died in an earlier chunk,
         higher up the network, cannot come back to life). The weight and bias gradients, whose
         size also depends on the forward pass, must be finite and either 0 or clear of the
-        subnormals. Networks whose forward pass overflowed, or whose gradient is already nan,
-        are not held to any of this: their gradients mean nothing, and re-running them layer
-        by layer would change nothing.
+        subnormals. A weight gradient of exactly 0 must also have a reason that no rescaling
+        changes: a layer input of exactly 0, or a gradient already 0 above the chunk; otherwise
+        its product underflowed (a tiny input times an unscaled gradient), where the
+        reference's rescaled one would not. Networks whose forward pass overflowed, or whose
+        gradient is already nan, are not held to any of this: their gradients mean nothing,
+        and re-running them layer by layer would change nothing.
         """
         low, high = 10.0**-self.window, 10.0**self.window
         ok = (norms >= low) & (norms <= high)
         ok |= (norms == 0) & (self.norms == 0)
         tiny = float(np.finfo(self.dtype).smallest_normal) * 1e6
-        for other in (bias_norms, weight_norms):
-            if other is not None:
-                ok &= (other == 0) | ((other >= tiny) & (other < np.inf))
+        if bias_norms is not None:
+            ok &= (bias_norms == 0) | ((bias_norms >= tiny) & (bias_norms < np.inf))
+        if weight_norms is not None:
+            explained = zero_inputs | (self.norms == 0)
+            ok &= ((weight_norms == 0) & explained) | (
+                (weight_norms >= tiny) & (weight_norms < np.inf)
+            )
         return bool(np.all(ok | self.broken | np.isnan(self.norms)))
 
     def _adapt(self, log_norms: np.ndarray) -> None:
