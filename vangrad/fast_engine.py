@@ -818,12 +818,11 @@ class _Backward:
         forward, base, dtype = self.forward, self.scale, self.dtype
         layers = list(reversed(chunk))  # the order of gs, dzs and dbs
         norms = frobenius_norms(_stacked(gs))  # (len(chunk), *stack), top layer first
-        bias_norms = weight_norms = dw_all = zero_inputs = None
+        bias_norms = weight_norms = dw_all = h_in = None
         if dbs:
             bias_norms = frobenius_norms(_stacked(dbs))
         if dzs:
             h_in = _stacked([forward.inputs[layer] for layer in layers])
-            zero_inputs = frobenius_norms(h_in) == 0
             dz_all = _stacked(dzs)
             if not self.keep_grads:
                 weight_norms = _gram_norms(h_in, dz_all)
@@ -833,7 +832,7 @@ class _Backward:
                 out = self.buffers.take(shape, dtype, gs[-1], *dzs)
                 dw_all = np.matmul(h_t, dz_all, out=out)
                 weight_norms = frobenius_norms(dw_all)
-        if check and not self._in_range(norms, bias_norms, weight_norms, zero_inputs):
+        if check and not self._in_range(norms, bias_norms, weight_norms, h_in):
             return False
 
         span = slice(chunk.start, chunk.stop)
@@ -865,7 +864,7 @@ class _Backward:
         norms: np.ndarray,
         bias_norms: np.ndarray | None,
         weight_norms: np.ndarray | None,
-        zero_inputs: np.ndarray | None,
+        inputs: np.ndarray | None,
     ) -> bool:
         """Whether a chunk's unscaled gradients lost nothing to the float range.
 
@@ -887,10 +886,11 @@ class _Backward:
         if bias_norms is not None:
             ok &= (bias_norms == 0) | ((bias_norms >= tiny) & (bias_norms < np.inf))
         if weight_norms is not None:
-            explained = zero_inputs | (self.norms == 0)
-            ok &= ((weight_norms == 0) & explained) | (
-                (weight_norms >= tiny) & (weight_norms < np.inf)
-            )
+            usable = (weight_norms >= tiny) & (weight_norms < np.inf)
+            zero = weight_norms == 0
+            if zero.any():  # rare: the inputs' norms only then
+                zero &= (frobenius_norms(inputs) == 0) | (self.norms == 0)
+            ok &= zero | usable
         return bool(np.all(ok | self.broken | np.isnan(self.norms)))
 
     def _adapt(self, log_norms: np.ndarray) -> None:
