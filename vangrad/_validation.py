@@ -27,6 +27,7 @@ __all__ = [
     "check_float_dtype",
     "check_instance",
     "check_loss",
+    "check_loss_or_upstream",
     "check_nonnegative_float",
     "check_positive_float",
     "check_positive_int",
@@ -111,6 +112,17 @@ Every function that builds or runs a network takes one of these names as `loss=`
 def check_loss(value: object) -> str:
     """Return `value` if it names one of `LOSSES`, else raise naming `loss` and the choices."""
     return check_choice("loss", value, LOSSES)
+
+
+def check_loss_or_upstream(loss: object, upstream: object, default: str) -> str:
+    """`check_loss`, and refuse a named loss other than the `default` beside an `upstream`."""
+    loss = check_loss(loss)
+    if upstream is not None and loss != default:
+        raise ValueError(
+            f"give either upstream (an array or a function) or loss={loss!r}, not both: "
+            f"loss names the upstream gradient, one of {sorted(LOSSES)}"
+        )
+    return loss
 
 
 CELLS = {

@@ -46,11 +46,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from vangrad._validation import (
-    LOSSES,
     check_bool,
     check_choice,
     check_finite_array,
-    check_loss,
+    check_loss_or_upstream,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
@@ -271,12 +270,7 @@ def backprop_blocks(
     alpha = check_positive_float("skip_scale", skip_scale)
     final_norm = check_bool("final_norm", final_norm)
     keep_grads = check_bool("keep_grads", keep_grads)
-    loss = check_loss(loss)
-    if upstream is not None and loss != "random":
-        raise ValueError(
-            f"give either upstream (an array or a function) or loss={loss!r}, not both: "
-            f"loss names the upstream gradient, one of {sorted(LOSSES)}"
-        )
+    loss = check_loss_or_upstream(loss, upstream, default="random")
     rng = check_seed(seed)
     _check_lists(w_in, w_out)
     kinds = _check_branches(branches, len(w_in))

@@ -44,7 +44,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from vangrad import fast_engine
-from vangrad._validation import LOSSES, check_bool, check_loss, check_residual, check_seed
+from vangrad._validation import (
+    check_bool,
+    check_loss,
+    check_loss_or_upstream,
+    check_residual,
+    check_seed,
+)
 from vangrad.activations import Activation, values_and_slopes
 from vangrad.flow import (
     BATCHNORM_EPSILON,
@@ -211,12 +217,7 @@ def backprop(
     batchnorm, layernorm = check_normalisation(batchnorm, layernorm)
     residual = check_residual(residual)
     keep_grads = check_bool("keep_grads", keep_grads)
-    loss = check_loss(loss)
-    if upstream is not None and loss != "sum":
-        raise ValueError(
-            f"give either upstream (an array or a function) or loss={loss!r}, not both: "
-            f"loss names the upstream gradient, one of {sorted(LOSSES)}"
-        )
+    loss = check_loss_or_upstream(loss, upstream, default="sum")
     rng = check_seed(seed)
     checked = check_weights(weights)
     x_array = check_input(x, checked)
