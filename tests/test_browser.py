@@ -127,7 +127,9 @@ class _Visit:
         per visit, and the tests' routing turns the cache off.
         """
         total = 0
-        for request in self.answered.values():
+        # A snapshot: asking Playwright for a body runs its event loop, which can answer a
+        # late request (a favicon) into this very dict while it is being read.
+        for request in list(self.answered.values()):
             response = request.response()
             if response is None:
                 continue
