@@ -5,31 +5,35 @@ a forward loop that keeps one record per block, and a backward loop that applies
 to those records, one step per line.
 
 Conventions. The residual stream $x_l$ has shape `(batch, d)` (or `(trials, batch, d)` for a
-stack of independent networks); $x_0$ is the input. Block $l = 1, \dots, L$ has a branch
-$F_l(u) = \phi(u W^{in}_l) W^{out}_l$, a two-layer MLP of hidden width $m$ (usually $4d$), with
-no biases, and computes one of three things:
+stack of independent networks); $x_0$ is the input. Block $l = 1, \dots, L$ has a branch $F_l$,
+without biases: a two-layer MLP $F_l(u) = \phi(u W^{in}_l) W^{out}_l$ of hidden width $m$
+(usually $4d$), or softmax self-attention (`branches`), whose $W^{in}_l$ holds the queries',
+keys' and values' projections and $W^{out}_l$ the output projection. The block computes one of
+three things:
 
 - `placement="pre"` (pre-LN): $x_l = \alpha x_{l-1} + s_l F_l(N(x_{l-1}))$,
 - `placement="post"` (post-LN, the original transformer's block):
   $x_l = N(\alpha x_{l-1} + s_l F_l(x_{l-1}))$,
 - `placement="none"`: $x_l = \alpha x_{l-1} + s_l F_l(x_{l-1})$, no normalisation at all.
 
-$N$ normalises over the units of each sample (`norm="layer"`, LayerNorm, Ba et al. 2016; or
+$N$ normalises over the units of each row (`norm="layer"`, LayerNorm, Ba et al. 2016; or
 `"rms"`, RMSNorm, Zhang and Sennrich 2019) or over the batch, per unit (`"batch"`). Its learned
 gain and shift are at their initial values 1 and 0 and are not parameters here. $\alpha$ is a
-constant (1, or DeepNorm's $(2L)^{1/4}$); $s_l$ is a scalar parameter per block, the *branch
-scale*, whose gradient is measured (ReZero starts it at 0, SkipInit at a small constant). With
-`final_norm=True` the output is $N(x_L)$ (pre-LN stacks end with one); the loss is then a
-function of that output.
+constant (1, or DeepNorm's, `deepnorm_constants`); $s_l$ is a scalar parameter per block, the
+*branch scale*, whose gradient is measured (ReZero starts it at 0, SkipInit at 0 or a small
+value). With `final_norm=True` the output is $N(x_L)$ (pre-LN stacks end with one); the loss
+is then a function of that output.
 
 The named blocks of `BLOCKS` set these (`block_settings`): `"pre"`, `"post"`, `"deepnorm"`
 (Wang et al. 2022), `"rezero"` (Bachlechner et al. 2020), `"skipinit"` (De and Smith 2020).
 
-Per sample. LayerNorm and RMSNorm treat each sample on its own, so a batch of $B$ samples is $B$
-independent measurements: the gradient norms are per sample, and a weight gradient's norm is
-the one a batch of that sample alone would give (an outer product's norm, $\lVert u \rVert
-\lVert \delta \rVert$). Batch normalisation couples the samples; its per-sample weight-gradient
-norms are each sample's term of the batch's gradient.
+Per sample. A sample is a row, or with attention a sequence of `tokens` consecutive rows.
+LayerNorm and RMSNorm treat each row on its own and attention mixes only the rows of one
+sequence, so a batch of $B$ samples is $B$ separate measurements of one network: the gradient
+norms are per sample, and a weight gradient's norm is the one a batch of that sample alone would
+give (for a row, an outer product's norm, $\lVert u \rVert \lVert \delta \rVert$; for a
+sequence, by its Gram matrices). Batch normalisation couples the samples; its per-sample
+weight-gradient norms are each sample's term of the batch's gradient.
 
 Log space, as in `vangrad.engine`: the backward pass is linear in the upstream gradient, so it
 is divided by a power of two after every block and the exponents are summed, which keeps the
@@ -239,9 +243,10 @@ def backprop_blocks(
 
     Raises:
         TypeError: If an argument has the wrong type (the message names it).
-        ValueError: If shapes do not fit (`w_in[l]` must be `(d, m)` and `w_out[l]` `(m, d)`),
-            a name is unknown, `norm="batch"` meets a batch of 1, or `"layer"`/`"rms"` a
-            width of 1.
+        ValueError: If shapes do not fit (`w_in[l]` must be `(d, m)` and `w_out[l]` `(m, d)`,
+            for attention `(d, 3d)` and `(d, d)`), a name is unknown, `tokens` does not
+            divide the batch or `heads` the width, `norm="batch"` meets a batch of 1, or
+            `"layer"`/`"rms"` a width of 1.
 
     Example:
         ```py
