@@ -26,8 +26,9 @@ const RANGES = {
 };
 const RESIDUALS = {
   0: "none",
-  1: "identity: h = h + phi(z) (He et al. 2016b)",
-  post: "post-activation: h = phi(h + z) (He et al. 2016)",
+  // Short enough for the select box at phone width; the residual page cites both blocks.
+  1: "identity: h + phi(z)",
+  post: "after the sum: phi(h + z)",
 };
 const LOSSES = { sum: "sum of the outputs (ones)", random: "random (standard normal, scaled)" };
 const EXPLORER_PAGE = new URL("../../explorer/", import.meta.url);
