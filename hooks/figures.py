@@ -61,7 +61,6 @@ def _figures() -> dict[str, Callable[[], Any]]:
     from vangrad import get_activation, log10_gradient_bound, simulate, sweep
     from vangrad.plotting import (
         plot_activation,
-        plot_comparison,
         plot_gradient_bound,
         plot_gradient_profile,
         plot_sweep,
@@ -215,25 +214,7 @@ def _figures() -> dict[str, Callable[[], Any]]:
             [(label, {**common, **options}) for label, options in runs],
         )
 
-    def comparison() -> Any:
-        # The same grid as the snippet on the "Putting it together" page.
-        grid = sweep(
-            [50],
-            width=64,
-            batch_size=32,
-            activations=["sigmoid", "tanh", "relu"],
-            inits=["normal", "xavier_normal", "he_normal", "orthogonal"],
-            weight_scales=[1.0],
-            batchnorm=[False, True],
-            residual=[False, True],
-            trials=8,
-            loss="random",
-        )
-        _, ax = plt.subplots(figsize=(8, 6.4), layout="constrained")
-        return plot_comparison(grid, ax=ax)
-
     return {
-        "comparison": comparison,
         "gradient-bound": lambda: plot_gradient_bound(30),
         "residual-profiles": residual_profiles,
         "relu-inits": relu_inits,
@@ -249,7 +230,35 @@ def _figures() -> dict[str, Callable[[], Any]]:
         **_gates_figures(),
         **_clipping_figures(),
         **_normalisation_figures(),
+        **_together_figures(),
     }
+
+
+def _together_figures() -> dict[str, Callable[[], Any]]:
+    """The figure of together.md: every architecture against every activation and init."""
+    from vangrad import sweep
+    from vangrad.plotting import plot_comparison
+
+    def comparison() -> Any:
+        # The same two grids as the snippet on the "Putting it together" page.
+        setup = {
+            "width": 64,
+            "batch_size": 32,
+            "activations": ["sigmoid", "tanh", "relu"],
+            "inits": ["normal", "xavier_normal", "he_normal", "orthogonal"],
+            "weight_scales": [1.0],
+            "residual": [False, True],
+            "trials": 8,
+            "loss": "random",
+        }
+        grids = [
+            sweep([50], **setup, batchnorm=[False, True]),
+            sweep([50], **setup, layernorm=True),
+        ]
+        _, ax = plt.subplots(figsize=(10, 6.4), layout="constrained")
+        return plot_comparison(grids, ax=ax)
+
+    return {"comparison": comparison}
 
 
 def _normalisation_figures() -> dict[str, Callable[[], Any]]:

@@ -6,7 +6,7 @@ reader can restyle it, put several on one figure, or call `plt.show()`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -389,7 +389,7 @@ def _setting_label(batchnorm: bool, residual: bool | str, layernorm: bool = Fals
 
 
 def plot_comparison(
-    grid: Sweep,
+    grid: Sweep | Sequence[Sweep],
     *,
     depth: int | None = None,
     weight_scale: float | None = None,
@@ -400,38 +400,64 @@ def plot_comparison(
     One row per activation and initialiser, one column per combination of batch normalisation
     and residual connections; the colour and the number in each cell are the median over trials
     of `log10 (||dLoss/dx|| / ||dLoss/dh_L||)` at one depth and weight scale: blue where the
-    gradient vanishes on its way to the input, red where it explodes.
+    gradient vanishes on its way to the input, red where it explodes. Several sweeps of the
+    same activations and initialisers (one with `layernorm=True`, say) put their columns side
+    by side, in order.
 
     Args:
-        grid: A sweep result.
-        depth: Which depth of the grid, such as `50`; may be left out if it has only one.
-        weight_scale: Which weight scale of the grid; may be left out if it has only one.
+        grid: A sweep result, or a list of them with the same activations and initialisers.
+        depth: Which depth of each grid, such as `50`; may be left out if it has only one.
+        weight_scale: Which weight scale of each grid; may be left out if it has only one.
         ax: Where to draw; a new figure when omitted.
 
     Returns:
         The `Axes` drawn on.
 
     Raises:
-        ValueError: If the grid lacks the depth or weight scale, or one is left out that the
-            grid has several of.
+        TypeError: If `grid` is not a sweep result or a list of them.
+        ValueError: If a grid lacks the depth or weight scale, or one is left out that the
+            grid has several of, or the grids' activations or initialisers differ.
 
     Example:
         ```py
         from vangrad import sweep
         from vangrad.plotting import plot_comparison
 
-        grid = sweep([6], width=8, batch_size=4, activations=["tanh"], batchnorm=[False, True])
+        setup = {"width": 8, "batch_size": 4, "activations": ["tanh"]}
+        grid = sweep([6], **setup, batchnorm=[False, True])
         ax = plot_comparison(grid)
         print([label.get_text() for label in ax.get_xticklabels()])
         #> ['plain', 'batch norm']
+        ax = plot_comparison([grid, sweep([6], **setup, layernorm=True)])
+        print([label.get_text() for label in ax.get_xticklabels()])
+        #> ['plain', 'batch norm', 'layer norm']
         ```
     """
-    check_instance("grid", grid, Sweep, "from sweep")
-    depth = grid.index("depth", depth)
-    weight_scale = grid.index("weight_scale", weight_scale)
-    relative = grid.median[..., weight_scale, depth] - grid.log10_output_grad
-    rows = relative.reshape(len(grid.activations) * len(grid.inits), -1)
-    columns = [(b, r) for b in grid.batchnorm for r in grid.residual]
+    grids = [grid] if isinstance(grid, Sweep) else grid
+    if not isinstance(grids, list | tuple) or not grids:
+        raise TypeError(
+            f"grid must be a Sweep (from sweep) or a non-empty list of them, got "
+            f"{type(grid).__name__}"
+        )
+    for index, each in enumerate(grids):
+        check_instance(f"grid[{index}]", each, Sweep, "from sweep")
+    first = grids[0]
+    blocks, columns = [], []
+    for index, each in enumerate(grids):
+        if each.activations != first.activations or each.inits != first.inits:
+            raise ValueError(
+                f"grid[{index}] has activations {list(each.activations)} and inits "
+                f"{list(each.inits)}, grid[0] {list(first.activations)} and "
+                f"{list(first.inits)}: the grids must share their rows"
+            )
+        d = each.index("depth", depth)
+        w = each.index("weight_scale", weight_scale)
+        relative = each.median[..., w, d] - each.log10_output_grad
+        blocks.append(relative.reshape(len(each.activations) * len(each.inits), -1))
+        columns += [
+            _setting_label(b, r, each.layernorm) for b in each.batchnorm for r in each.residual
+        ]
+    rows = np.concatenate(blocks, axis=1)
     ax = _new_axes(ax)
     norm = _diverging_norm(rows)
     mesh = ax.imshow(rows, cmap="RdBu_r", norm=norm, aspect="auto")
@@ -439,13 +465,16 @@ def plot_comparison(
         dark = abs(float(norm(value)) - 0.5) > 0.3  # white text on the deep blues and reds
         color = "white" if dark else "black"
         ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize="small", color=color)
-    ax.set_xticks(range(len(columns)), [_setting_label(*c, grid.layernorm) for c in columns])
-    ax.set_yticks(range(rows.shape[0]), [f"{a}, {i}" for a in grid.activations for i in grid.inits])
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_yticks(
+        range(rows.shape[0]), [f"{a}, {i}" for a in first.activations for i in first.inits]
+    )
     ax.xaxis.tick_top()
     colorbar = ax.figure.colorbar(mesh, ax=ax)
     colorbar.set_label("median log10 of (gradient at input / at output)")
     ax.set_title(
-        f"{int(grid.depths[depth])} layers: gradient at the first layer, relative to the output"
+        f"{int(first.depths[first.index('depth', depth)])} layers: gradient at the first layer, "
+        "relative to the output"
     )
     return ax
 
