@@ -472,10 +472,8 @@ def plot_comparison(
     ax.xaxis.tick_top()
     colorbar = ax.figure.colorbar(mesh, ax=ax)
     colorbar.set_label("median log10 of (gradient at input / at output)")
-    ax.set_title(
-        f"{int(first.depths[first.index('depth', depth)])} layers: gradient at the first layer, "
-        "relative to the output"
-    )
+    shown_depth = int(first.depths[first.index("depth", depth)])
+    ax.set_title(f"{shown_depth} layers: gradient at the first layer, relative to the output")
     return ax
 
 
